@@ -1,0 +1,431 @@
+/**
+ * The MQTT broker bound to a realm: aedes with our hooks, and its listeners.
+ *
+ * One function per aedes hook (authenticate, authorizePublish, authorizeSubscribe,
+ * authorizeForward), each failing closed for a client we did not authenticate ourselves.
+ * See shared/reference/anchors.md, "aedes hook pitfalls", for why each check is where it is.
+ */
+import { EventEmitter } from 'node:events';
+import net from 'node:net';
+import type http from 'node:http';
+import type { Duplex } from 'node:stream';
+import { WebSocketServer, createWebSocketStream } from 'ws';
+import type {
+  Aedes,
+  AedesPublishPacket,
+  Client,
+  PublishPacket,
+  Subscription
+} from 'aedes' with { 'resolution-mode': 'import' };
+import type { Realm, User } from './realm';
+import type { CompiledPermissions } from './permissions';
+import { isValidFilter } from './permissions';
+import { createSafeEmitter } from './safe-emitter';
+
+export type AccessEventTopic =
+  | 'connected'
+  | 'disconnected'
+  | 'login-failed'
+  | 'publish-denied'
+  | 'subscribe-denied'
+  | 'registration';
+
+export interface AccessEvent {
+  topic: AccessEventTopic;
+  payload: {
+    username: string;
+    clientId: string;
+    address: string;
+    topic?: string;
+    reason?: string;
+    [k: string]: unknown;
+  };
+}
+
+export interface WebSocketOnServer {
+  server: http.Server;
+  /** full path of the upgrade request, e.g. "/mqtt" */
+  path: string;
+}
+
+export interface BrokerOptions {
+  /** stable broker id (aedes uses it for wills and $SYS topics) */
+  id: string;
+  /** TCP port; null = no TCP listener; 0 = any free port */
+  port?: number | null;
+  /** WebSocket port of its own; null = none */
+  wsPort?: number | null;
+  /** WebSocket on an existing HTTP server (Node-RED's own) */
+  wsServer?: WebSocketOnServer | null;
+  /** bind address for the listeners (default: all interfaces) */
+  host?: string;
+  /** disconnect a client whose publish is refused, instead of acknowledging and dropping it */
+  disconnectOnDeniedPublish?: boolean;
+}
+
+/** What we know of an authenticated client. */
+interface Session {
+  username: string;
+  clientId: string;
+  address: string;
+  prefix: string;
+  /** the will as sent in CONNECT, already prefixed and checked */
+  will: unknown;
+  /** per-client memo of read decisions by topic (cleared when permissions change) */
+  readable: Map<string, boolean>;
+  writable: Map<string, boolean>;
+  perms: CompiledPermissions;
+}
+
+const MEMO_LIMIT = 1024;
+const SESSION = Symbol('client-registry.session');
+type RegistryClient = Client & { [SESSION]?: Session; _emptyId?: boolean };
+
+function addressOf(client: Client): string {
+  const conn = client.conn as Partial<net.Socket> | undefined;
+  return conn?.remoteAddress ?? client.req?.socket?.remoteAddress ?? '';
+}
+
+function memo(map: Map<string, boolean>, key: string, compute: () => boolean): boolean {
+  const known = map.get(key);
+  if (known !== undefined) return known;
+  const value = compute();
+  if (map.size >= MEMO_LIMIT) map.clear();
+  map.set(key, value);
+  return value;
+}
+
+/** An error carrying the CONNACK return code aedes should send. */
+function connackError(code: number, message: string): Error & { returnCode: number } {
+  return Object.assign(new Error(message), { returnCode: code });
+}
+
+export class RegistryBroker extends EventEmitter {
+  readonly aedes: Aedes;
+  private tcp: net.Server | null = null;
+  private wsServer: http.Server | null = null;
+  private wss: WebSocketServer | null = null;
+  private upgradeHandler: ((req: http.IncomingMessage, socket: Duplex, head: Buffer) => void) | null = null;
+  /** raw connections, so close() also ends those that never sent CONNECT */
+  private readonly sockets = new Set<Duplex>();
+  /** client id -> the client holding it and its user (connected or connecting) */
+  private readonly owners = new Map<string, { username: string; client: Client }>();
+  /** client id -> user owning its persistent session (CleanSession=0) */
+  private readonly sessionOwners = new Map<string, string>();
+  private readonly byUser = new Map<string, Set<RegistryClient>>();
+  /** refused publishes to acknowledge and drop (see authorizePublish) */
+  private readonly dropped = new WeakSet<object>();
+  private readonly onKick: (usernames: string[], reason: string) => void;
+  private closed = false;
+
+  private constructor(
+    aedes: Aedes,
+    readonly realm: Realm,
+    private readonly opts: BrokerOptions
+  ) {
+    super();
+    this.aedes = aedes;
+    this.onKick = (usernames, reason) => this.kick(usernames, reason);
+    realm.on('kick', this.onKick);
+  }
+
+  /** Creates the broker and starts its listeners. Closes everything again if a listener fails. */
+  static async start(realm: Realm, opts: BrokerOptions): Promise<RegistryBroker> {
+    const { Aedes } = await import('aedes');
+    const aedes = await Aedes.createBroker({
+      id: opts.id,
+      mq: createSafeEmitter({ concurrency: 100, matchEmptyLevels: true }) as never,
+      drainTimeout: 30_000
+    });
+    const broker = new RegistryBroker(aedes, realm, opts);
+    broker.wire();
+    try {
+      await broker.listen();
+    } catch (err) {
+      await broker.close();
+      throw err;
+    }
+    return broker;
+  }
+
+  get clientCount(): number {
+    return this.aedes.connectedClients;
+  }
+
+  /** The ports actually bound (useful with port 0). */
+  addresses(): { tcp: number | null; ws: number | null; wsPath: string | null } {
+    const port = (s: net.Server | http.Server | null): number | null => {
+      const a = s?.address();
+      return a && typeof a === 'object' ? a.port : null;
+    };
+    return { tcp: port(this.tcp), ws: port(this.wsServer), wsPath: this.opts.wsServer?.path ?? null };
+  }
+
+  /** Connected clients, for the admin view. */
+  clients(): { clientId: string; username: string; address: string }[] {
+    const list: { clientId: string; username: string; address: string }[] = [];
+    for (const set of this.byUser.values()) {
+      for (const c of set) {
+        const s = c[SESSION];
+        if (s && c.connected) list.push({ clientId: s.clientId, username: s.username, address: s.address });
+      }
+    }
+    return list;
+  }
+
+  // ---- wiring ----------------------------------------------------------------------------
+
+  private wire(): void {
+    const a = this.aedes;
+    a.preConnect = (client, packet, cb) => {
+      // aedes accepts an empty client id with CleanSession=0; MQTT-3.1.3-8 says CONNACK 2
+      (client as RegistryClient)._emptyId = !packet.clientId;
+      cb(null, true);
+    };
+    a.authenticate = (client, username, password, cb) => {
+      this.authenticate(client as RegistryClient, username, password).then(
+        () => cb(null, true),
+        (err: Error) => cb(err as never, false)
+      );
+    };
+    a.authorizePublish = (client, packet, cb) => this.authorizePublish(client as RegistryClient | null, packet, cb);
+    a.authorizeSubscribe = (client, sub, cb) => this.authorizeSubscribe(client as RegistryClient, sub, cb);
+    a.authorizeForward = (client, packet) => this.authorizeForward(client as RegistryClient, packet);
+
+    // A refused publish must still be acknowledged (PUBACK/PUBREC) but never delivered:
+    // aedes acknowledges and then calls publish(), which drops what authorizePublish marked.
+    // (the typings omit the internal (packet, client, done) form the protocol handlers use)
+    const publish = a.publish.bind(a) as unknown as (p: PublishPacket, c: unknown, d?: unknown) => void;
+    a.publish = ((packet: PublishPacket, client: unknown, done?: (err?: Error) => void) => {
+      if (typeof client !== 'function' && this.dropped.has(packet)) {
+        this.dropped.delete(packet);
+        return done?.();
+      }
+      return publish(packet, client, done);
+    }) as unknown as typeof a.publish;
+
+    a.on('clientReady', (client) => {
+      const s = (client as RegistryClient)[SESSION];
+      if (s) this.event('connected', s);
+    });
+    a.on('clientDisconnect', (client) => {
+      const s = (client as RegistryClient)[SESSION];
+      if (s) this.event('disconnected', s);
+    });
+    a.on('clientError', () => {
+      /* a misbehaving client is closed by aedes; nothing to do here */
+    });
+    a.on('connectionError', () => {
+      /* idem, before CONNECT */
+    });
+  }
+
+  private event(topic: AccessEventTopic, s: { username: string; clientId: string; address: string }, extra: object = {}): void {
+    const evt: AccessEvent = {
+      topic,
+      payload: { username: s.username, clientId: s.clientId, address: s.address, ...extra }
+    };
+    this.emit('access', evt);
+  }
+
+  // ---- authenticate ----------------------------------------------------------------------
+
+  private async authenticate(client: RegistryClient, username: string | undefined, password: Buffer | undefined): Promise<void> {
+    const clientId = client.id;
+    const address = addressOf(client);
+    const who = { username: username ?? '', clientId: client._emptyId ? '' : clientId, address };
+    const refuse = (code: number, reason: string): never => {
+      this.event('login-failed', who, { reason, returnCode: code });
+      throw connackError(code, reason);
+    };
+    if (client._emptyId && !client.clean) refuse(2, 'empty client id requires CleanSession=1');
+    if (!username) refuse(4, 'username required');
+
+    const result = await this.realm.authenticate(username as string, password ? password.toString('utf8') : '', address);
+    if (!result.ok) refuse(result.code, result.reason);
+    const user = (result as { user: User }).user;
+    if (this.closed || client.closed) throw connackError(3, 'broker closing');
+
+    const owner = this.owners.get(clientId);
+    if (owner && owner.username !== user.username && owner.client !== client && !owner.client.closed) {
+      refuse(2, `client id "${clientId}" is in use by another user`);
+    }
+    const sessionOwner = this.sessionOwners.get(clientId);
+    if (sessionOwner && sessionOwner !== user.username) refuse(2, `client id "${clientId}" belongs to another user's session`);
+
+    const perms = this.realm.permissionsFor(user.username);
+    const session: Session = {
+      username: user.username,
+      clientId,
+      address,
+      prefix: user.publishPrefix,
+      will: null,
+      readable: new Map(),
+      writable: new Map(),
+      perms
+    };
+    const will = (client as unknown as { _will?: PublishPacket | null })._will;
+    if (will) {
+      // the will is checked now, with the prefix applied, and again when it is published
+      will.topic = session.prefix + will.topic;
+      if (!this.mayWrite(session, will.topic)) {
+        this.event('publish-denied', session, { topic: will.topic, reason: 'will topic not writable' });
+        refuse(5, `not authorized to publish the will to "${will.topic}"`);
+      }
+      session.will = will;
+    }
+    client[SESSION] = session;
+    this.owners.set(clientId, { username: user.username, client });
+    if (!client.clean) this.sessionOwners.set(clientId, user.username);
+    else if (sessionOwner) this.sessionOwners.delete(clientId);
+    let set = this.byUser.get(user.username);
+    if (!set) this.byUser.set(user.username, (set = new Set()));
+    set.add(client);
+    client.conn.once('close', () => this.forget(client, session));
+  }
+
+  private forget(client: RegistryClient, s: Session): void {
+    if (this.owners.get(s.clientId)?.client === client) this.owners.delete(s.clientId);
+    const set = this.byUser.get(s.username);
+    set?.delete(client);
+    if (set?.size === 0) this.byUser.delete(s.username);
+  }
+
+  // ---- authorize ---------------------------------------------------------------------------
+
+  private mayWrite(s: Session, topic: string): boolean {
+    if (topic.startsWith('$')) return false; // $SYS and every other reserved tree
+    return memo(s.writable, topic, () => s.perms.allowsTopic('write', topic, s));
+  }
+
+  private authorizePublish(client: RegistryClient | null, packet: PublishPacket, cb: (err?: Error | null) => void): void {
+    const s = client?.[SESSION];
+    if (!s) return cb(new Error('not authenticated')); // fail closed: old wills, pre-auth packets
+    const isWill = packet === s.will;
+    if (isWill) {
+      // published at disconnect: the user may have lost the right since CONNECT
+      const current = this.realm.getUser(s.username);
+      const allowed = !!current && !current.disabled && this.realm.permissionsFor(s.username).allowsTopic('write', packet.topic, s);
+      if (!allowed) this.event('publish-denied', s, { topic: packet.topic, reason: 'will topic not writable' });
+      return cb(allowed ? null : new Error('will not authorized'));
+    }
+    const topic = s.prefix + packet.topic;
+    if (this.mayWrite(s, topic)) {
+      packet.topic = topic;
+      return cb(null);
+    }
+    this.event('publish-denied', s, { topic, reason: topic.startsWith('$') ? 'reserved topic' : 'no write permission' });
+    if (this.opts.disconnectOnDeniedPublish) return cb(new Error(`not authorized to publish to "${topic}"`));
+    this.dropped.add(packet);
+    cb(null);
+  }
+
+  private authorizeSubscribe(client: RegistryClient, sub: Subscription, cb: (err: Error | null, sub?: Subscription | null) => void): void {
+    const s = client[SESSION];
+    if (!s) return cb(new Error('not authenticated'));
+    const ok = isValidFilter(sub.topic) && s.perms.allowsSubscription(sub.topic, s);
+    if (ok) return cb(null, sub);
+    this.event('subscribe-denied', s, { topic: sub.topic, reason: 'no read permission' });
+    cb(null, null); // SUBACK 0x80, connection stays up
+  }
+
+  private authorizeForward(client: RegistryClient, packet: AedesPublishPacket): AedesPublishPacket | null {
+    const s = client[SESSION];
+    if (!s) return null;
+    const topic = packet.topic;
+    return memo(s.readable, topic, () => s.perms.allowsTopic('read', topic, s)) ? packet : null;
+  }
+
+  // ---- changes of users and roles -------------------------------------------------------------
+
+  /** Disconnects every session of these users (their permissions no longer hold). */
+  kick(usernames: string[], reason: string): void {
+    for (const u of usernames) {
+      const set = this.byUser.get(u);
+      if (!set) continue;
+      this.byUser.delete(u);
+      for (const client of set) {
+        const s = client[SESSION];
+        if (s) this.event('disconnected', s, { reason });
+        delete client[SESSION]; // any packet still in flight now fails closed
+        client.close();
+      }
+    }
+  }
+
+  // ---- listeners --------------------------------------------------------------------------
+
+  private async listen(): Promise<void> {
+    const { port, wsPort, wsServer, host } = this.opts;
+    if (port !== null && port !== undefined) {
+      this.tcp = net.createServer({ noDelay: true }, (socket) => {
+        this.track(socket);
+        this.aedes.handle(socket);
+      });
+      await listenOn(this.tcp, port, host);
+    }
+    if ((wsPort !== null && wsPort !== undefined) || wsServer) {
+      this.wss = new WebSocketServer({ noServer: true, perMessageDeflate: false });
+      this.wss.on('connection', (ws, req) => {
+        const stream = createWebSocketStream(ws);
+        this.track(stream);
+        stream.on('error', () => stream.destroy());
+        this.aedes.handle(stream as never, req as never);
+      });
+    }
+    if (wsPort !== null && wsPort !== undefined) {
+      const httpMod = await import('node:http');
+      this.wsServer = httpMod.createServer((_req, res) => {
+        res.writeHead(426, { 'content-type': 'text/plain' }).end('MQTT over WebSocket: upgrade required\n');
+      });
+      this.wsServer.on('upgrade', (req, socket, head) => this.upgrade(req, socket, head));
+      await listenOn(this.wsServer, wsPort, host);
+    }
+    if (wsServer) {
+      const path = wsServer.path;
+      this.upgradeHandler = (req, socket, head) => {
+        // other handlers (Node-RED's editor comms, websocket nodes) share this event
+        if (new URL(req.url ?? '/', 'http://x').pathname === path) this.upgrade(req, socket, head);
+      };
+      wsServer.server.on('upgrade', this.upgradeHandler);
+    }
+  }
+
+  private track(socket: Duplex): void {
+    this.sockets.add(socket);
+    socket.once('close', () => this.sockets.delete(socket));
+  }
+
+  private upgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer): void {
+    if (!this.wss) return void socket.destroy();
+    this.wss.handleUpgrade(req, socket, head, (ws) => this.wss?.emit('connection', ws, req));
+  }
+
+  /** Closes listeners, clients and aedes. Safe to call twice. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.realm.off('kick', this.onKick);
+    if (this.upgradeHandler && this.opts.wsServer) this.opts.wsServer.server.off('upgrade', this.upgradeHandler);
+    for (const ws of this.wss?.clients ?? []) ws.terminate();
+    this.wss?.close();
+    const servers = [this.tcp, this.wsServer].filter((s): s is net.Server => s !== null);
+    const closing = servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve())));
+    await new Promise<void>((resolve) => this.aedes.close(() => resolve()));
+    for (const socket of this.sockets) socket.destroy();
+    for (const s of servers) (s as net.Server & { closeAllConnections?: () => void }).closeAllConnections?.();
+    await Promise.all(closing);
+    this.removeAllListeners();
+  }
+}
+
+function listenOn(server: net.Server, port: number, host?: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const onError = (err: Error): void => reject(err);
+    server.once('error', onError);
+    server.listen({ port, host: host || undefined }, () => {
+      server.off('error', onError);
+      resolve();
+    });
+  });
+}

@@ -1,0 +1,269 @@
+/**
+ * The realm: users, roles and their compiled permissions, and authentication. One per Node-RED
+ * runtime; nodes are views and controls on it. Emits:
+ *   'kick'  (usernames: string[], reason: string)  sessions of these users must be disconnected
+ *   'users' ()                                     the user list changed
+ *   'roles' ()                                     the role list changed
+ */
+import { EventEmitter } from 'node:events';
+import { createHmac, randomBytes } from 'node:crypto';
+import { CompiledPermissions, validatePermission, type Permission } from './permissions';
+import { BusyError, PasswordHasher, VerificationCache, validateUsername } from './passwords';
+import { LoginThrottle, type LoginThrottleOptions, DEFAULT_LOGIN_THROTTLE } from './throttle';
+
+export type UserSource = 'flow' | 'registry' | 'api';
+
+export interface CertificateInfo {
+  fingerprint: string;
+  serial: string;
+  createdAt: string;
+  expiresAt: string;
+  revoked?: boolean;
+}
+
+export interface User {
+  username: string;
+  /** bcrypt hash; null for users that authenticate by certificate only */
+  passwordHash: string | null;
+  roles: string[];
+  permissions: Permission[];
+  publishPrefix: string;
+  disabled: boolean;
+  source: UserSource;
+  createdAt: string;
+  certificates: CertificateInfo[];
+}
+
+export interface Role {
+  name: string;
+  permissions: Permission[];
+}
+
+export interface FlowUserDefinition {
+  username: string;
+  password: string;
+  roles: string[];
+  publishPrefix: string;
+  disabled: boolean;
+}
+
+export type AuthResult =
+  | { ok: true; user: User }
+  | { ok: false; code: 2 | 3 | 4 | 5; reason: string; user?: User; unknownUser?: boolean };
+
+export interface RealmOptions {
+  bcryptCost?: number;
+  loginThrottle?: LoginThrottleOptions;
+  /** bound on password verifications waiting for a worker */
+  maxQueuedVerifications?: number;
+}
+
+interface FlowEntry<T> {
+  ownerId: string;
+  value: T;
+}
+
+export class Realm extends EventEmitter {
+  readonly hasher: PasswordHasher;
+  readonly cache = new VerificationCache();
+  readonly throttle: LoginThrottle;
+  /** users defined by registry-user config nodes, by username */
+  private readonly flowUsers = new Map<string, FlowEntry<User>>();
+  /** users created by approvals and the API, by username */
+  protected readonly storedUsers = new Map<string, User>();
+  private readonly flowRoles = new Map<string, FlowEntry<Role>>();
+  private readonly compiled = new Map<string, CompiledPermissions>();
+  /** hashes of flow passwords, reused across redeploys when the password is unchanged */
+  private readonly flowHashes = new Map<string, { mac: string; hash: string }>();
+  private readonly hashKey = randomBytes(32);
+  private readonly loading = new Set<Promise<unknown>>();
+
+  constructor(opts: RealmOptions = {}) {
+    super();
+    this.setMaxListeners(0);
+    this.hasher = new PasswordHasher(opts.bcryptCost ?? 10, undefined, opts.maxQueuedVerifications ?? 256);
+    this.throttle = new LoginThrottle(opts.loginThrottle ?? DEFAULT_LOGIN_THROTTLE);
+  }
+
+  // ---- users ---------------------------------------------------------------------------
+
+  getUser(username: string): User | undefined {
+    return this.flowUsers.get(username)?.value ?? this.storedUsers.get(username);
+  }
+
+  listUsers(): User[] {
+    const users = new Map<string, User>();
+    for (const u of this.storedUsers.values()) users.set(u.username, u);
+    for (const e of this.flowUsers.values()) users.set(e.value.username, e.value);
+    return [...users.values()].sort((a, b) => a.username.localeCompare(b.username));
+  }
+
+  /**
+   * Adds (or replaces) the user defined by a registry-user config node. The password is hashed
+   * off the event loop; logins wait for it (see ready()). Rejects on a bad definition.
+   */
+  async setFlowUser(ownerId: string, def: FlowUserDefinition): Promise<User> {
+    const usernameError = validateUsername(def.username);
+    if (usernameError) throw new Error(usernameError);
+    if (!def.password) throw new Error('password is required');
+    const existing = this.flowUsers.get(def.username);
+    if (existing && existing.ownerId !== ownerId) throw new Error(`user "${def.username}" is defined twice in the flows`);
+    const task = this.flowPasswordHash(def.username, def.password);
+    this.loading.add(task);
+    let passwordHash: string;
+    try {
+      passwordHash = await task;
+    } finally {
+      this.loading.delete(task);
+    }
+    const current = this.flowUsers.get(def.username);
+    if (current && current.ownerId !== ownerId) throw new Error(`user "${def.username}" is defined twice in the flows`);
+    const user: User = {
+      username: def.username,
+      passwordHash,
+      roles: [...new Set(def.roles)],
+      permissions: [],
+      publishPrefix: def.publishPrefix ?? '',
+      disabled: def.disabled === true,
+      source: 'flow',
+      createdAt: current?.value.createdAt ?? new Date().toISOString(),
+      certificates: []
+    };
+    this.flowUsers.set(def.username, { ownerId, value: user });
+    this.userChanged(def.username, 'user changed');
+    return user;
+  }
+
+  removeFlowUser(ownerId: string): void {
+    for (const [username, e] of this.flowUsers) {
+      if (e.ownerId === ownerId) {
+        this.flowUsers.delete(username);
+        this.userChanged(username, 'user removed');
+      }
+    }
+  }
+
+  private async flowPasswordHash(username: string, password: string): Promise<string> {
+    const mac = createHmac('sha256', this.hashKey).update(username).update('\0').update(password).digest('hex');
+    const known = this.flowHashes.get(username);
+    if (known && known.mac === mac) return known.hash;
+    const hash = await this.hasher.hash(password);
+    this.flowHashes.set(username, { mac, hash });
+    return hash;
+  }
+
+  /** Resolves when every flow user's password hash is ready. */
+  async ready(): Promise<void> {
+    while (this.loading.size > 0) await Promise.allSettled([...this.loading]);
+  }
+
+  // ---- roles ---------------------------------------------------------------------------
+
+  getRole(name: string): Role | undefined {
+    return this.flowRoles.get(name)?.value;
+  }
+
+  listRoles(): Role[] {
+    return [...this.flowRoles.values()].map((e) => e.value).sort((a, b) => a.name.localeCompare(b.name));
+  }
+
+  setFlowRole(ownerId: string, role: Role): void {
+    if (typeof role.name !== 'string' || role.name.trim() === '') throw new Error('role name is required');
+    const existing = this.flowRoles.get(role.name);
+    if (existing && existing.ownerId !== ownerId) throw new Error(`role "${role.name}" is defined twice in the flows`);
+    if (!Array.isArray(role.permissions)) throw new Error('permissions must be a list');
+    role.permissions.forEach((p, i) => {
+      const err = validatePermission(p);
+      if (err) throw new Error(`permission ${i + 1}: ${err}`);
+    });
+    this.flowRoles.set(role.name, { ownerId, value: { name: role.name, permissions: role.permissions.map((p) => ({ ...p })) } });
+    this.roleChanged(role.name);
+  }
+
+  removeFlowRole(ownerId: string): void {
+    for (const [name, e] of this.flowRoles) {
+      if (e.ownerId === ownerId) {
+        this.flowRoles.delete(name);
+        this.roleChanged(name);
+      }
+    }
+  }
+
+  // ---- permissions ---------------------------------------------------------------------
+
+  /** The user's compiled permissions (roles + direct), built once per change. */
+  permissionsFor(username: string): CompiledPermissions {
+    let c = this.compiled.get(username);
+    if (!c) {
+      const user = this.getUser(username);
+      const perms: Permission[] = [];
+      if (user && !user.disabled) {
+        for (const r of user.roles) perms.push(...(this.getRole(r)?.permissions ?? []));
+        perms.push(...user.permissions);
+      }
+      c = new CompiledPermissions(perms);
+      this.compiled.set(username, c);
+    }
+    return c;
+  }
+
+  protected userChanged(username: string, reason: string): void {
+    this.compiled.delete(username);
+    this.cache.forget(username);
+    this.emit('kick', [username], reason);
+    this.emit('users');
+  }
+
+  private roleChanged(name: string): void {
+    const affected = this.listUsers()
+      .filter((u) => u.roles.includes(name))
+      .map((u) => u.username);
+    for (const u of affected) this.compiled.delete(u);
+    if (affected.length > 0) this.emit('kick', affected, `role "${name}" changed`);
+    this.emit('roles');
+  }
+
+  // ---- authentication ------------------------------------------------------------------
+
+  /**
+   * Checks a username and password. Unknown usernames cost a bcrypt verification like known
+   * ones; a correct password skips bcrypt when it was verified before (cache bound to the hash).
+   * Failed attempts back off per username and per address before bcrypt runs again.
+   */
+  async authenticate(username: string, password: string, address: string): Promise<AuthResult> {
+    await this.ready();
+    const user = this.getUser(username);
+    const hash = user?.passwordHash ?? null;
+    if (user && hash && this.cache.has(username, hash, password)) return this.accept(user, address);
+
+    const wait = this.throttle.remaining(username, address);
+    if (wait > 0) return { ok: false, code: 5, reason: `too many failed logins; retry in ${Math.ceil(wait / 1000)} s` };
+
+    let verified: boolean;
+    try {
+      verified = user && hash ? await this.hasher.verify(password, hash) : await this.hasher.verifyDummy(password);
+    } catch (err) {
+      if (err instanceof BusyError) return { ok: false, code: 3, reason: 'server busy verifying passwords' };
+      throw err;
+    }
+    if (!verified) {
+      this.throttle.failure(username, address);
+      return { ok: false, code: 4, reason: user ? 'wrong password' : 'unknown user', user, unknownUser: !user };
+    }
+    const now = this.getUser(username);
+    if (!now || now.passwordHash !== hash) return { ok: false, code: 5, reason: 'user changed during login' };
+    this.cache.add(username, hash as string, password);
+    return this.accept(now, address);
+  }
+
+  private accept(user: User, address: string): AuthResult {
+    this.throttle.success(user.username, address);
+    if (user.disabled) return { ok: false, code: 5, reason: 'user disabled', user };
+    return { ok: true, user };
+  }
+
+  close(): void {
+    this.hasher.close();
+    this.removeAllListeners();
+  }
+}

@@ -1,0 +1,73 @@
+/**
+ * An mqemitter that cannot overflow the stack.
+ *
+ * mqemitter queues messages once `concurrency` deliveries are in flight; each finished delivery
+ * takes the next queued message synchronously. When a queued message matches no subscriber
+ * (the flooded subscriber has just disconnected), it finishes synchronously too, so the queue
+ * drains by recursion: thousands of queued QoS 0 messages end in "Maximum call stack size
+ * exceeded", which in Node-RED kills the whole runtime (mqemitter PR 204, aedes issue 193).
+ *
+ * This wrapper counts how deep `_do` is nested in one synchronous stack. Past a small depth,
+ * the message (and every later one, to keep order) goes to an ordered FIFO that is drained on
+ * the next turn of the event loop. The slot the message occupies is held while it waits, so
+ * new messages keep queueing behind it exactly as before: per-publisher order is unchanged.
+ */
+import mqemitter from 'mqemitter';
+
+type Callback = (err?: Error | null) => void;
+type Message = { topic: string };
+
+interface MQInternals {
+  current: number;
+  _do(message: Message, cb: Callback): unknown;
+}
+
+const MAX_DEPTH = 64;
+const DRAIN_BATCH = 1000;
+
+export function createSafeEmitter(opts: { concurrency?: number; matchEmptyLevels?: boolean }): ReturnType<typeof mqemitter> {
+  const mq = mqemitter(opts);
+  const internals = mq as unknown as MQInternals;
+  const originalDo = internals._do;
+  const waiting: [Message, Callback][] = [];
+  let depth = 0;
+  let scheduled = false;
+
+  function run(message: Message, cb: Callback): void {
+    depth++;
+    try {
+      originalDo.call(mq, message, cb);
+    } finally {
+      depth--;
+    }
+  }
+
+  function drain(): void {
+    scheduled = false;
+    for (let n = 0; n < DRAIN_BATCH && waiting.length > 0; n++) {
+      const [message, cb] = waiting.shift()!;
+      internals.current--; // give back the held slot; originalDo takes it again
+      run(message, cb);
+    }
+    if (waiting.length > 0) schedule();
+  }
+
+  function schedule(): void {
+    if (!scheduled) {
+      scheduled = true;
+      setImmediate(drain);
+    }
+  }
+
+  internals._do = function guardedDo(message: Message, cb: Callback) {
+    if (waiting.length > 0 || depth >= MAX_DEPTH) {
+      internals.current++; // hold the slot while the message waits
+      waiting.push([message, cb]);
+      schedule();
+      return mq;
+    }
+    run(message, cb);
+    return mq;
+  };
+  return mq;
+}

@@ -1,0 +1,129 @@
+/**
+ * Abuse limits that run before any expensive work: failed-login back-off per username and per
+ * address, and token buckets for registration attempts. Every table is bounded, so a flood of
+ * distinct usernames or addresses cannot exhaust memory.
+ */
+
+export interface BackoffOptions {
+  /** failures allowed before the back-off starts */
+  free: number;
+  /** first back-off; doubles with every further failure */
+  baseMs: number;
+  /** longest back-off */
+  maxMs: number;
+  /** entries kept at most (oldest dropped first) */
+  maxEntries: number;
+}
+
+interface BackoffEntry {
+  failures: number;
+  until: number;
+  last: number;
+}
+
+/** Exponential back-off keyed by a string (a username, an address). */
+export class Backoff {
+  private readonly entries = new Map<string, BackoffEntry>();
+
+  constructor(
+    private readonly opts: BackoffOptions,
+    private readonly now: () => number = Date.now
+  ) {}
+
+  /** Milliseconds until this key may try again; 0 when it may try now. */
+  remaining(key: string): number {
+    const e = this.live(key);
+    return e ? Math.max(0, e.until - this.now()) : 0;
+  }
+
+  failure(key: string): void {
+    const now = this.now();
+    const e = this.live(key) ?? { failures: 0, until: 0, last: now };
+    e.failures++;
+    e.last = now;
+    const over = e.failures - this.opts.free;
+    if (over > 0) e.until = now + Math.min(this.opts.maxMs, this.opts.baseMs * 2 ** Math.min(over - 1, 30));
+    this.entries.delete(key);
+    this.entries.set(key, e);
+    if (this.entries.size > this.opts.maxEntries) this.entries.delete(this.entries.keys().next().value as string);
+  }
+
+  reset(key: string): void {
+    this.entries.delete(key);
+  }
+
+  get size(): number {
+    return this.entries.size;
+  }
+
+  /** An entry forgets its failures once it has been quiet for twice the longest back-off. */
+  private live(key: string): BackoffEntry | undefined {
+    const e = this.entries.get(key);
+    if (e && this.now() - e.last > 2 * this.opts.maxMs) {
+      this.entries.delete(key);
+      return undefined;
+    }
+    return e;
+  }
+}
+
+export interface LoginThrottleOptions {
+  username: BackoffOptions;
+  address: BackoffOptions;
+}
+
+export const DEFAULT_LOGIN_THROTTLE: LoginThrottleOptions = {
+  username: { free: 5, baseMs: 1000, maxMs: 60_000, maxEntries: 100_000 },
+  address: { free: 20, baseMs: 1000, maxMs: 60_000, maxEntries: 100_000 }
+};
+
+/** Failed-login back-off per username and per address. */
+export class LoginThrottle {
+  readonly byUsername: Backoff;
+  readonly byAddress: Backoff;
+
+  constructor(opts: LoginThrottleOptions = DEFAULT_LOGIN_THROTTLE, now: () => number = Date.now) {
+    this.byUsername = new Backoff(opts.username, now);
+    this.byAddress = new Backoff(opts.address, now);
+  }
+
+  /** Milliseconds this attempt must wait; 0 = go ahead. */
+  remaining(username: string, address: string): number {
+    return Math.max(this.byUsername.remaining(username), this.byAddress.remaining(address));
+  }
+
+  failure(username: string, address: string): void {
+    if (username) this.byUsername.failure(username);
+    if (address) this.byAddress.failure(address);
+  }
+
+  success(username: string, address: string): void {
+    this.byUsername.reset(username);
+    this.byAddress.reset(address);
+  }
+}
+
+/** Token buckets keyed by a string: `capacity` attempts at once, refilled at `perMinute`. */
+export class RateLimiter {
+  private readonly buckets = new Map<string, { tokens: number; at: number }>();
+
+  constructor(
+    private readonly capacity: number,
+    private readonly perMinute: number,
+    private readonly maxEntries = 100_000,
+    private readonly now: () => number = Date.now
+  ) {}
+
+  take(key: string): boolean {
+    const now = this.now();
+    const b = this.buckets.get(key) ?? { tokens: this.capacity, at: now };
+    b.tokens = Math.min(this.capacity, b.tokens + ((now - b.at) * this.perMinute) / 60_000);
+    b.at = now;
+    const ok = b.tokens >= 1;
+    if (ok) b.tokens -= 1;
+    this.buckets.delete(key);
+    this.buckets.set(key, b);
+    if (this.buckets.size > this.maxEntries) this.buckets.delete(this.buckets.keys().next().value as string);
+    return ok;
+  }
+}
