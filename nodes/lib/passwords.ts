@@ -87,6 +87,16 @@ export class PasswordHasher {
   private dummyHash: Promise<string> | null = null;
   private closed = false;
 
+  private static readonly pools = new Map<string, PasswordHasher>();
+
+  /** One pool per cost and bound for the whole process: workers are shared, not per realm. */
+  static shared(cost = 10, maxQueued = 256): PasswordHasher {
+    const key = `${cost}:${maxQueued}`;
+    let pool = PasswordHasher.pools.get(key);
+    if (!pool) PasswordHasher.pools.set(key, (pool = new PasswordHasher(cost, undefined, maxQueued)));
+    return pool;
+  }
+
   constructor(
     readonly cost = 10,
     private readonly size = Math.max(1, Math.min(2, availableParallelism())),

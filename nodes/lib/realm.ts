@@ -81,7 +81,7 @@ export class Realm extends EventEmitter {
   constructor(opts: RealmOptions = {}) {
     super();
     this.setMaxListeners(0);
-    this.hasher = new PasswordHasher(opts.bcryptCost ?? 10, undefined, opts.maxQueuedVerifications ?? 256);
+    this.hasher = PasswordHasher.shared(opts.bcryptCost ?? 10, opts.maxQueuedVerifications ?? 256);
     this.throttle = new LoginThrottle(opts.loginThrottle ?? DEFAULT_LOGIN_THROTTLE);
   }
 
@@ -263,7 +263,6 @@ export class Realm extends EventEmitter {
   }
 
   close(): void {
-    this.hasher.close();
     this.removeAllListeners();
   }
 }

@@ -1,0 +1,83 @@
+/**
+ * The `clientRegistry` section of Node-RED's settings file. Every field is optional; the
+ * defaults need no settings at all. A malformed value is an error with a clear message.
+ */
+import { DEFAULT_POLICY, validatePolicy, type PasswordPolicy } from './passwords';
+import { DEFAULT_LOGIN_THROTTLE, type LoginThrottleOptions } from './throttle';
+
+export type StoreSettings = { type: 'file'; path?: string } | { type: 'redis'; url: string };
+
+export interface RegistrySettings {
+  store: StoreSettings;
+  passwordPolicy: PasswordPolicy;
+  bcryptCost: number;
+  requestTtlHours: number;
+  maxPending: number;
+  /** registrations accepted per address: burst, then per minute */
+  registrationBurst: number;
+  registrationsPerMinute: number;
+  loginThrottle: LoginThrottleOptions;
+  ca?: { cert: string; key: string };
+  certificateValidityDays: number;
+}
+
+export const DEFAULTS: RegistrySettings = {
+  store: { type: 'file' },
+  passwordPolicy: DEFAULT_POLICY,
+  bcryptCost: 10,
+  requestTtlHours: 24,
+  maxPending: 1000,
+  registrationBurst: 10,
+  registrationsPerMinute: 10,
+  loginThrottle: DEFAULT_LOGIN_THROTTLE,
+  certificateValidityDays: 365
+};
+
+function positiveInt(name: string, v: unknown, min: number, max: number): number {
+  if (!Number.isInteger(v) || (v as number) < min || (v as number) > max)
+    throw new Error(`clientRegistry.${name} must be a whole number from ${min} to ${max}`);
+  return v as number;
+}
+
+/** Reads and checks the settings; throws an Error naming the bad field. */
+export function readSettings(raw: unknown): RegistrySettings {
+  if (raw === undefined || raw === null) return { ...DEFAULTS };
+  if (typeof raw !== 'object' || Array.isArray(raw)) throw new Error('clientRegistry must be an object');
+  const r = raw as Record<string, unknown>;
+  const s: RegistrySettings = { ...DEFAULTS };
+  if (r.store !== undefined) {
+    const st = r.store as Record<string, unknown>;
+    if (st?.type === 'file') s.store = { type: 'file', path: typeof st.path === 'string' ? st.path : undefined };
+    else if (st?.type === 'redis' && typeof st.url === 'string') s.store = { type: 'redis', url: st.url };
+    else throw new Error('clientRegistry.store must be { type: "file" } or { type: "redis", url }');
+  }
+  if (r.passwordPolicy !== undefined) {
+    const err = validatePolicy(r.passwordPolicy);
+    if (err) throw new Error(`clientRegistry.${err}`);
+    s.passwordPolicy = r.passwordPolicy as PasswordPolicy;
+  }
+  if (r.bcryptCost !== undefined) s.bcryptCost = positiveInt('bcryptCost', r.bcryptCost, 4, 15);
+  if (r.requestTtlHours !== undefined) {
+    if (typeof r.requestTtlHours !== 'number' || !(r.requestTtlHours > 0)) throw new Error('clientRegistry.requestTtlHours must be a number > 0');
+    s.requestTtlHours = r.requestTtlHours;
+  }
+  if (r.maxPending !== undefined) s.maxPending = positiveInt('maxPending', r.maxPending, 1, 1_000_000);
+  if (r.registrationBurst !== undefined) s.registrationBurst = positiveInt('registrationBurst', r.registrationBurst, 1, 1_000_000);
+  if (r.registrationsPerMinute !== undefined)
+    s.registrationsPerMinute = positiveInt('registrationsPerMinute', r.registrationsPerMinute, 1, 1_000_000);
+  if (r.loginThrottle !== undefined) {
+    const lt = r.loginThrottle as Partial<LoginThrottleOptions>;
+    s.loginThrottle = {
+      username: { ...DEFAULT_LOGIN_THROTTLE.username, ...(lt.username ?? {}) },
+      address: { ...DEFAULT_LOGIN_THROTTLE.address, ...(lt.address ?? {}) }
+    };
+  }
+  if (r.ca !== undefined) {
+    const ca = r.ca as Record<string, unknown>;
+    if (typeof ca?.cert !== 'string' || typeof ca?.key !== 'string') throw new Error('clientRegistry.ca must be { cert, key } (paths to PEM files)');
+    s.ca = { cert: ca.cert, key: ca.key };
+  }
+  if (r.certificateValidityDays !== undefined)
+    s.certificateValidityDays = positiveInt('certificateValidityDays', r.certificateValidityDays, 1, 36500);
+  return s;
+}

@@ -1,0 +1,127 @@
+/**
+ * registry-broker: an MQTT broker on aedes bound to the runtime's realm. A thin view: listeners
+ * from the node's properties, status from the broker, access events to the output.
+ */
+import type { Node, NodeAPI, NodeDef } from 'node-red';
+import { RegistryBroker, type AccessEvent, type BrokerOptions } from '../lib/broker';
+import { getRealm } from '../lib/runtime';
+
+interface BrokerNodeDef extends NodeDef {
+  port: string;
+  host: string;
+  tlsPort: string;
+  wsPort: string;
+  wsPath: string;
+  requireClientCert: boolean;
+  disconnectOnDenied: boolean;
+}
+
+interface BrokerNode extends Node<{ tlsCert?: string; tlsKey?: string }> {
+  broker: RegistryBroker | null;
+  started: Promise<void>;
+}
+
+/** "" means off (null); anything else must be a port number. */
+function parsePort(value: unknown): number | null | undefined {
+  const text = String(value ?? '').trim();
+  if (text === '') return null;
+  if (!/^\d+$/.test(text)) return undefined;
+  const n = Number(text);
+  return n <= 65535 ? n : undefined;
+}
+
+function joinPath(root: string, path: string): string {
+  const base = root.endsWith('/') ? root.slice(0, -1) : root;
+  return base + (path.startsWith('/') ? path : '/' + path);
+}
+
+export = function (RED: NodeAPI) {
+  function RegistryBrokerNode(this: BrokerNode, config: BrokerNodeDef) {
+    RED.nodes.createNode(this, config);
+    const node = this;
+    node.broker = null;
+    let statusTimer: NodeJS.Timeout | null = null;
+    let listeners = '';
+
+    const showStatus = (): void => {
+      statusTimer = null;
+      if (!node.broker) return;
+      node.status({
+        fill: 'green',
+        shape: 'dot',
+        text: RED._('registry-broker.status.listening', { listeners, clients: node.broker.clientCount })
+      });
+    };
+    // at most two status updates a second, however fast clients come and go
+    const scheduleStatus = (): void => {
+      statusTimer ??= setTimeout(showStatus, 500);
+    };
+
+    const fail = (key: string, params: object): void => {
+      const text = RED._(key, params as Record<string, string>);
+      node.error(text);
+      node.status({ fill: 'red', shape: 'ring', text: RED._('registry-broker.status.error') + ': ' + text });
+    };
+
+    node.status({ fill: 'yellow', shape: 'ring', text: RED._('registry-broker.status.starting') });
+    node.started = (async () => {
+      const ports: Record<string, number | null | undefined> = {
+        port: parsePort(config.port),
+        wsPort: parsePort(config.wsPort)
+      };
+      for (const [name, value] of Object.entries(ports)) {
+        if (value === undefined) return fail('registry-broker.errors.invalidPort', { name, value: String(config[name as 'port']) });
+      }
+      let entry;
+      try {
+        entry = getRealm(RED as never);
+      } catch (err) {
+        return fail('registry-broker.errors.settings', { error: (err as Error).message });
+      }
+      const httpRoot = RED.settings.httpNodeRoot;
+      const wsPath = (config.wsPath ?? '').trim();
+      const opts: BrokerOptions = {
+        id: node.id,
+        port: ports.port,
+        wsPort: ports.wsPort,
+        host: (config.host ?? '').trim() || undefined,
+        wsServer: wsPath && RED.server && httpRoot !== false ? { server: RED.server, path: joinPath(httpRoot || '/', wsPath) } : null,
+        disconnectOnDeniedPublish: config.disconnectOnDenied === true
+      };
+      if (opts.port === null && opts.wsPort === null && !opts.wsServer) {
+        node.status({ fill: 'grey', shape: 'ring', text: RED._('registry-broker.status.noListeners') });
+        return;
+      }
+      try {
+        node.broker = await RegistryBroker.start(entry.realm, opts);
+      } catch (err) {
+        return fail('registry-broker.errors.startFailed', { error: (err as Error).message });
+      }
+      const a = node.broker.addresses();
+      listeners = [a.tcp !== null && `TCP ${a.tcp}`, a.ws !== null && `WS ${a.ws}`, a.wsPath && `WS ${a.wsPath}`]
+        .filter(Boolean)
+        .join(', ');
+      node.broker.on('access', (evt: AccessEvent) => {
+        node.send({ topic: evt.topic, payload: evt.payload });
+        if (evt.topic === 'connected' || evt.topic === 'disconnected') scheduleStatus();
+      });
+      showStatus();
+    })().catch((err: Error) => fail('registry-broker.errors.startFailed', { error: err.message }));
+
+    node.on('close', (_removed: boolean, done: () => void) => {
+      if (statusTimer) clearTimeout(statusTimer);
+      statusTimer = null;
+      node.started
+        .then(() => node.broker?.close())
+        .catch((err: Error) => node.error(err.message))
+        .finally(() => {
+          node.broker = null;
+          done();
+        });
+    });
+  }
+
+  RED.nodes.registerType('registry-broker', RegistryBrokerNode as never, {
+    credentials: { tlsCert: { type: 'text' }, tlsKey: { type: 'password' } }
+  });
+};

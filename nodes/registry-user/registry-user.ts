@@ -1,0 +1,52 @@
+/**
+ * registry-user: a user defined in the flow (config node). Read-only at runtime: it lives in the
+ * realm while the node exists; redeploying a change replaces it and disconnects its sessions.
+ */
+import type { Node, NodeAPI, NodeDef } from 'node-red';
+import { getRealm } from '../lib/runtime';
+
+interface UserNodeDef extends NodeDef {
+  username: string;
+  roles: string[] | string;
+  publishPrefix: string;
+  disabled: boolean;
+}
+
+/** Roles arrive as a list; older or hand-written flows may carry a comma-separated string. */
+function roleList(value: unknown): string[] {
+  const items = Array.isArray(value) ? value : typeof value === 'string' ? value.split(',') : [];
+  return [...new Set(items.map((r) => String(r).trim()).filter((r) => r.length > 0))];
+}
+
+export = function (RED: NodeAPI) {
+  function RegistryUserNode(this: Node<{ password?: string }>, config: UserNodeDef) {
+    RED.nodes.createNode(this, config);
+    const node = this;
+    const username = String(config.username ?? '').trim();
+    const report = (err: Error): void => node.error(RED._('registry-user.errors.invalid', { username, error: err.message }));
+    let realm: ReturnType<typeof getRealm>['realm'] | null = null;
+    try {
+      realm = getRealm(RED as never).realm;
+      const password = node.credentials?.password ?? '';
+      realm
+        .setFlowUser(node.id, {
+          username,
+          password,
+          roles: roleList(config.roles),
+          publishPrefix: String(config.publishPrefix ?? ''),
+          disabled: config.disabled === true
+        })
+        .catch(report);
+    } catch (err) {
+      report(err as Error);
+    }
+    node.on('close', (_removed: boolean, done: () => void) => {
+      realm?.removeFlowUser(node.id);
+      done();
+    });
+  }
+
+  RED.nodes.registerType('registry-user', RegistryUserNode as never, {
+    credentials: { password: { type: 'password' } }
+  });
+};
