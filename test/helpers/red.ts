@@ -11,6 +11,18 @@ import helper from 'node-red-node-test-helper';
 export const nodeRedPath = process.env.NODE_RED_PATH ? require.resolve(process.env.NODE_RED_PATH) : require.resolve('node-red');
 helper.init(nodeRedPath);
 
+/** The version of the Node-RED under test, shown in the suites' titles. */
+export const nodeRedVersion: string = (() => {
+  for (let dir = path.dirname(nodeRedPath); dir !== path.dirname(dir); dir = path.dirname(dir)) {
+    const file = path.join(dir, 'package.json');
+    if (fs.existsSync(file)) {
+      const pkg = JSON.parse(fs.readFileSync(file, 'utf8'));
+      if (pkg.name === 'node-red') return pkg.version as string;
+    }
+  }
+  return 'unknown';
+})();
+
 export { helper };
 
 export function tempDir(prefix = 'cr-test-'): string {

@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import mqtt, { type MqttClient } from 'mqtt';
-import { helper, freePort, waitFor } from '../helpers/red';
+import { helper, freePort, waitFor, nodeRedVersion } from '../helpers/red';
 import brokerNode = require('../../nodes/registry-broker/registry-broker');
 import userNode = require('../../nodes/registry-user/registry-user');
 import roleNode = require('../../nodes/registry-role/registry-role');
@@ -80,7 +80,7 @@ function adminRouteCount(): number {
   return (app._router ?? app.router)?.stack.length ?? 0;
 }
 
-describe('registry-broker, registry-user, registry-role nodes', function () {
+describe(`registry-broker, registry-user, registry-role nodes (Node-RED ${nodeRedVersion}, Node ${process.version})`, function () {
   this.timeout(20000);
 
   beforeEach(function () {
