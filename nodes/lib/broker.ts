@@ -17,7 +17,7 @@ import type {
   PublishPacket,
   Subscription
 } from 'aedes' with { 'resolution-mode': 'import' };
-import type { Realm, User } from './realm';
+import type { ConnectedClient, Realm, User } from './realm';
 import type { CompiledPermissions } from './permissions';
 import { isValidFilter } from './permissions';
 import { createSafeEmitter } from './safe-emitter';
@@ -127,6 +127,7 @@ export class RegistryBroker extends EventEmitter {
     this.aedes = aedes;
     this.onKick = (usernames, reason) => this.kick(usernames, reason);
     realm.on('kick', this.onKick);
+    realm.brokers.add(this);
   }
 
   /** Creates the broker and starts its listeners. Closes everything again if a listener fails. */
@@ -162,8 +163,8 @@ export class RegistryBroker extends EventEmitter {
   }
 
   /** Connected clients, for the admin view. */
-  clients(): { clientId: string; username: string; address: string }[] {
-    const list: { clientId: string; username: string; address: string }[] = [];
+  clients(): ConnectedClient[] {
+    const list: ConnectedClient[] = [];
     for (const set of this.byUser.values()) {
       for (const c of set) {
         const s = c[SESSION];
@@ -207,10 +208,12 @@ export class RegistryBroker extends EventEmitter {
     a.on('clientReady', (client) => {
       const s = (client as RegistryClient)[SESSION];
       if (s) this.event('connected', s);
+      this.realm.emit('clients');
     });
     a.on('clientDisconnect', (client) => {
       const s = (client as RegistryClient)[SESSION];
       if (s) this.event('disconnected', s);
+      this.realm.emit('clients');
     });
     a.on('clientError', () => {
       /* a misbehaving client is closed by aedes; nothing to do here */
@@ -241,8 +244,16 @@ export class RegistryBroker extends EventEmitter {
     if (client._emptyId && !client.clean) refuse(2, 'empty client id requires CleanSession=1');
     if (!username) refuse(4, 'username required');
 
-    const result = await this.realm.authenticate(username as string, password ? password.toString('utf8') : '', address);
-    if (!result.ok) refuse(result.code, result.reason);
+    let result: Awaited<ReturnType<Realm['authenticate']>>;
+    try {
+      result = await this.realm.authenticate(username as string, password ? password.toString('utf8') : '', address, who.clientId);
+    } catch (err) {
+      return refuse(3, `registry unavailable: ${(err as Error).message}`);
+    }
+    if (!result.ok) {
+      if (result.registration) this.event('registration', who, { ...result.registration });
+      refuse(result.code, result.reason);
+    }
     const user = (result as { user: User }).user;
     if (this.closed || client.closed) throw connackError(3, 'broker closing');
 
@@ -406,6 +417,7 @@ export class RegistryBroker extends EventEmitter {
     if (this.closed) return;
     this.closed = true;
     this.realm.off('kick', this.onKick);
+    this.realm.brokers.delete(this);
     if (this.upgradeHandler && this.opts.wsServer) this.opts.wsServer.server.off('upgrade', this.upgradeHandler);
     for (const ws of this.wss?.clients ?? []) ws.terminate();
     this.wss?.close();

@@ -49,7 +49,25 @@ export interface FlowUserDefinition {
 
 export type AuthResult =
   | { ok: true; user: User }
-  | { ok: false; code: 2 | 3 | 4 | 5; reason: string; user?: User; unknownUser?: boolean };
+  | {
+      ok: false;
+      code: 2 | 3 | 4 | 5;
+      reason: string;
+      user?: User;
+      unknownUser?: boolean;
+      /** refused by the failed-login back-off, before any password check */
+      throttled?: boolean;
+      /** the unknown user's password matches its pending registration request */
+      matchesPending?: boolean;
+      /** what the client registry did with the attempt (implicit flow) */
+      registration?: { status: 'pending' | 'refreshed' | 'denied' | 'refused'; pairingCode?: string; requestId?: string; reason?: string };
+    };
+
+export interface ConnectedClient {
+  clientId: string;
+  username: string;
+  address: string;
+}
 
 export interface RealmOptions {
   bcryptCost?: number;
@@ -77,6 +95,8 @@ export class Realm extends EventEmitter {
   private readonly flowHashes = new Map<string, { mac: string; hash: string }>();
   private readonly hashKey = randomBytes(32);
   private readonly loading = new Set<Promise<unknown>>();
+  /** the running brokers bound to this realm (for the list of connected clients) */
+  readonly brokers = new Set<{ clients(): ConnectedClient[] }>();
 
   constructor(opts: RealmOptions = {}) {
     super();
@@ -230,25 +250,33 @@ export class Realm extends EventEmitter {
    * ones; a correct password skips bcrypt when it was verified before (cache bound to the hash).
    * Failed attempts back off per username and per address before bcrypt runs again.
    */
-  async authenticate(username: string, password: string, address: string): Promise<AuthResult> {
+  async authenticate(username: string, password: string, address: string, _clientId = ''): Promise<AuthResult> {
     await this.ready();
     const user = this.getUser(username);
     const hash = user?.passwordHash ?? null;
     if (user && hash && this.cache.has(username, hash, password)) return this.accept(user, address);
 
     const wait = this.throttle.remaining(username, address);
-    if (wait > 0) return { ok: false, code: 5, reason: `too many failed logins; retry in ${Math.ceil(wait / 1000)} s` };
+    if (wait > 0) return { ok: false, code: 5, throttled: true, reason: `too many failed logins; retry in ${Math.ceil(wait / 1000)} s` };
 
+    // an unknown username is checked against its pending request, if any, or a dummy hash:
+    // the same bcrypt work either way, so timing does not tell whether a user exists
+    const pending = user ? null : this.pendingHash(username);
     let verified: boolean;
     try {
-      verified = user && hash ? await this.hasher.verify(password, hash) : await this.hasher.verifyDummy(password);
+      const against = user ? hash : pending;
+      verified = against ? await this.hasher.verify(password, against) : await this.hasher.verifyDummy(password);
     } catch (err) {
       if (err instanceof BusyError) return { ok: false, code: 3, reason: 'server busy verifying passwords' };
       throw err;
     }
+    if (!user) {
+      this.throttle.failure(username, address);
+      return { ok: false, code: 4, reason: 'unknown user', unknownUser: true, matchesPending: verified && pending !== null };
+    }
     if (!verified) {
       this.throttle.failure(username, address);
-      return { ok: false, code: 4, reason: user ? 'wrong password' : 'unknown user', user, unknownUser: !user };
+      return { ok: false, code: 4, reason: hash ? 'wrong password' : 'user has no password', user };
     }
     const now = this.getUser(username);
     if (!now || now.passwordHash !== hash) return { ok: false, code: 5, reason: 'user changed during login' };
@@ -256,10 +284,19 @@ export class Realm extends EventEmitter {
     return this.accept(now, address);
   }
 
+  /** The bcrypt hash of a pending registration for this username (the client registry's). */
+  protected pendingHash(_username: string): string | null {
+    return null;
+  }
+
   private accept(user: User, address: string): AuthResult {
     this.throttle.success(user.username, address);
     if (user.disabled) return { ok: false, code: 5, reason: 'user disabled', user };
     return { ok: true, user };
+  }
+
+  connectedClients(): ConnectedClient[] {
+    return [...this.brokers].flatMap((b) => b.clients());
   }
 
   close(): void {

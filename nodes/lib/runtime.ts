@@ -1,30 +1,76 @@
 /**
- * One realm per Node-RED runtime. Node modules each get their own copy of RED.settings, so the
- * realm is keyed by the runtime's admin app, which all modules of one runtime share.
+ * One client registry (realm) per Node-RED runtime. Node modules each get their own copy of
+ * RED.settings, so the realm is keyed by the runtime's admin app, which all modules of one
+ * runtime share. Its store lives in <userDir>/client-registry unless the settings say otherwise.
  */
-import { Realm } from './realm';
+import path from 'node:path';
+import { ClientRegistry } from './registry';
 import { readSettings, type RegistrySettings } from './settings';
+import { FileStore, type Store } from './store';
+import { registerRoutes } from './admin-routes';
 
 export interface RuntimeContext {
   settings: { userDir?: string; clientRegistry?: unknown; httpNodeRoot?: string | false };
   httpAdmin: object;
 }
 
-interface Entry {
-  realm: Realm;
+export interface RealmEntry {
+  realm: ClientRegistry;
   settings: RegistrySettings;
 }
 
-const realms = new WeakMap<object, Entry>();
+const realms = new WeakMap<object, RealmEntry>();
 
-/** The runtime's realm, created on first use. Throws when the settings are malformed. */
-export function getRealm(ctx: RuntimeContext): Entry {
+function createStore(settings: RegistrySettings, userDir: string | undefined): Store | null {
+  if (settings.store.type === 'redis') {
+    throw new Error('clientRegistry.store type "redis" is not available in this version; use { type: "file" }');
+  }
+  const dir = settings.store.path ?? (userDir ? path.join(userDir, 'client-registry') : null);
+  return dir ? new FileStore(path.resolve(userDir ?? '.', dir)) : null;
+}
+
+/** The runtime's realm, created (and its store loading) on first use. Throws on bad settings. */
+export function getRealm(ctx: RuntimeContext): RealmEntry {
   let entry = realms.get(ctx.httpAdmin);
   if (!entry) {
     const settings = readSettings(ctx.settings.clientRegistry);
-    const realm = new Realm({ bcryptCost: settings.bcryptCost, loginThrottle: settings.loginThrottle });
+    const realm = new ClientRegistry(settings, createStore(settings, ctx.settings.userDir));
+    realm.start().catch(() => {
+      /* kept in realm.error; nodes and routes report it */
+    });
     entry = { realm, settings };
     realms.set(ctx.httpAdmin, entry);
   }
+  return entry;
+}
+
+/** The parts of Node-RED's RED object the package uses (structural, so lib/ imports no Node-RED). */
+export interface RedLike extends RuntimeContext {
+  httpNode?: unknown;
+  auth?: { needsPermission(p: string): unknown };
+  comms?: { publish(topic: string, data: unknown, retain?: boolean): void };
+  nodes: { getNode(id: string): unknown };
+}
+
+/**
+ * What every node module does at load time: find (or create) the realm and register the admin
+ * routes once. Returns the realm entry, or the settings error to report.
+ */
+export function setupRuntime(RED: RedLike): RealmEntry | Error {
+  let entry: RealmEntry;
+  try {
+    entry = getRealm(RED);
+  } catch (err) {
+    return err as Error;
+  }
+  const passThrough = (_req: unknown, _res: unknown, next: () => void): void => next();
+  registerRoutes({
+    httpAdmin: RED.httpAdmin as never,
+    httpNode: RED.settings.httpNodeRoot === false ? null : ((RED.httpNode as never) ?? null),
+    needsPermission: (p) => (RED.auth?.needsPermission(p) ?? passThrough) as never,
+    publish: (topic, data) => RED.comms?.publish(topic, data, false),
+    getNode: (id) => RED.nodes.getNode(id),
+    realm: () => entry.realm
+  });
   return entry;
 }

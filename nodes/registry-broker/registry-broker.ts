@@ -4,7 +4,7 @@
  */
 import type { Node, NodeAPI, NodeDef } from 'node-red';
 import { RegistryBroker, type AccessEvent, type BrokerOptions } from '../lib/broker';
-import { getRealm } from '../lib/runtime';
+import { setupRuntime } from '../lib/runtime';
 
 interface BrokerNodeDef extends NodeDef {
   port: string;
@@ -36,6 +36,8 @@ function joinPath(root: string, path: string): string {
 }
 
 export = function (RED: NodeAPI) {
+  const runtime = setupRuntime(RED as never);
+
   function RegistryBrokerNode(this: BrokerNode, config: BrokerNodeDef) {
     RED.nodes.createNode(this, config);
     const node = this;
@@ -72,11 +74,12 @@ export = function (RED: NodeAPI) {
       for (const [name, value] of Object.entries(ports)) {
         if (value === undefined) return fail('registry-broker.errors.invalidPort', { name, value: String(config[name as 'port']) });
       }
-      let entry;
+      if (runtime instanceof Error) return fail('registry-broker.errors.settings', { error: runtime.message });
+      const entry = runtime;
       try {
-        entry = getRealm(RED as never);
+        await entry.realm.ready();
       } catch (err) {
-        return fail('registry-broker.errors.settings', { error: (err as Error).message });
+        return fail('registry-broker.errors.store', { error: (err as Error).message });
       }
       const httpRoot = RED.settings.httpNodeRoot;
       const wsPath = (config.wsPath ?? '').trim();

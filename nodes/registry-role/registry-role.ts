@@ -4,20 +4,24 @@
  */
 import type { Node, NodeAPI, NodeDef } from 'node-red';
 import type { Permission } from '../lib/permissions';
-import { getRealm } from '../lib/runtime';
+import { setupRuntime } from '../lib/runtime';
+import type { ClientRegistry } from '../lib/registry';
 
 interface RoleNodeDef extends NodeDef {
   permissions: Permission[];
 }
 
 export = function (RED: NodeAPI) {
+  const runtime = setupRuntime(RED as never);
+
   function RegistryRoleNode(this: Node, config: RoleNodeDef) {
     RED.nodes.createNode(this, config);
     const node = this;
     const name = String(config.name ?? '').trim();
-    let realm: ReturnType<typeof getRealm>['realm'] | null = null;
+    let realm: ClientRegistry | null = null;
     try {
-      realm = getRealm(RED as never).realm;
+      if (runtime instanceof Error) throw runtime;
+      realm = runtime.realm;
       realm.setFlowRole(node.id, { name, permissions: Array.isArray(config.permissions) ? config.permissions : [] });
     } catch (err) {
       node.error(RED._('registry-role.errors.invalid', { name, error: (err as Error).message }));

@@ -3,7 +3,8 @@
  * realm while the node exists; redeploying a change replaces it and disconnects its sessions.
  */
 import type { Node, NodeAPI, NodeDef } from 'node-red';
-import { getRealm } from '../lib/runtime';
+import { setupRuntime } from '../lib/runtime';
+import type { ClientRegistry } from '../lib/registry';
 
 interface UserNodeDef extends NodeDef {
   username: string;
@@ -19,14 +20,17 @@ function roleList(value: unknown): string[] {
 }
 
 export = function (RED: NodeAPI) {
+  const runtime = setupRuntime(RED as never);
+
   function RegistryUserNode(this: Node<{ password?: string }>, config: UserNodeDef) {
     RED.nodes.createNode(this, config);
     const node = this;
     const username = String(config.username ?? '').trim();
     const report = (err: Error): void => node.error(RED._('registry-user.errors.invalid', { username, error: err.message }));
-    let realm: ReturnType<typeof getRealm>['realm'] | null = null;
+    let realm: ClientRegistry | null = null;
     try {
-      realm = getRealm(RED as never).realm;
+      if (runtime instanceof Error) throw runtime;
+      realm = runtime.realm;
       const password = node.credentials?.password ?? '';
       realm
         .setFlowUser(node.id, {

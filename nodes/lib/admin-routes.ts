@@ -1,0 +1,168 @@
+/**
+ * The admin HTTP API (on Node-RED's admin app, guarded by client-registry.read / .write), the
+ * device registration endpoint (on Node-RED's HTTP node app), and live updates over comms.
+ * Registered once per runtime, whichever node module loads first: never in a constructor.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { RegistryError, publicUser, type ClientRegistry } from './registry';
+
+type Req = IncomingMessage & { params: Record<string, string>; query: Record<string, unknown>; body?: unknown; user?: { username?: string }; ip?: string };
+type Res = ServerResponse & { status(code: number): Res; json(body: unknown): void; type(t: string): Res; send(body: unknown): void };
+type Handler = (req: Req, res: Res) => void;
+type Middleware = (req: Req, res: Res, next: () => void) => void;
+
+interface App {
+  get(path: string, guard: Middleware, h: Handler): void;
+  post(path: string, guard: Middleware, h: Handler): void;
+  put(path: string, guard: Middleware, h: Handler): void;
+  delete(path: string, guard: Middleware, h: Handler): void;
+}
+
+interface NodeApp {
+  post(path: string, h: Handler): void;
+}
+
+/** What a node offers its editor button (see registry-window and registry-requests). */
+export interface ButtonTarget {
+  type: string;
+  button(body: unknown, by: string): Promise<unknown>;
+}
+
+export interface RoutesApi {
+  httpAdmin: App;
+  httpNode: NodeApp | null;
+  needsPermission(permission: string): Middleware;
+  publish(topic: string, data: unknown): void;
+  getNode(id: string): unknown;
+  realm(): ClientRegistry;
+}
+
+const MAX_BODY = 64 * 1024;
+const registered = new WeakSet<object>();
+
+function who(req: Req): string {
+  return req.user?.username ?? 'admin';
+}
+
+function send(res: Res, promise: Promise<unknown> | unknown): void {
+  Promise.resolve(promise).then(
+    (body) => res.status(200).json(body ?? { ok: true }),
+    (err: Error) => {
+      const status = err instanceof RegistryError ? err.status : 500;
+      res.status(status).json({ error: err.message });
+    }
+  );
+}
+
+/** JSON body: the admin app has parsed it already; the node app has not (read it, bounded). */
+function readBody(req: Req): Promise<unknown> {
+  if (req.body !== undefined && !(typeof req.body === 'object' && req.body !== null && Object.keys(req.body).length === 0 && req.readableEnded)) {
+    return Promise.resolve(req.body);
+  }
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (c: Buffer) => {
+      size += c.length;
+      if (size > MAX_BODY) {
+        reject(new RegistryError(413, `the body must be at most ${MAX_BODY} bytes`));
+        req.destroy();
+        return;
+      }
+      chunks.push(c);
+    });
+    req.on('end', () => {
+      const text = Buffer.concat(chunks).toString('utf8');
+      if (text.trim() === '') return resolve(undefined);
+      try {
+        resolve(JSON.parse(text));
+      } catch {
+        reject(new RegistryError(400, 'the body must be JSON'));
+      }
+    });
+    req.on('error', reject);
+  });
+}
+
+function body(req: Req): Record<string, unknown> {
+  return typeof req.body === 'object' && req.body !== null ? (req.body as Record<string, unknown>) : {};
+}
+
+export function registerRoutes(api: RoutesApi): void {
+  if (registered.has(api.httpAdmin)) return;
+  registered.add(api.httpAdmin);
+  const read = api.needsPermission('client-registry.read');
+  const write = api.needsPermission('client-registry.write');
+  const a = api.httpAdmin;
+  const realm = api.realm;
+
+  a.get('/client-registry/window', read, (_req, res) => send(res, realm().windowState()));
+  a.post('/client-registry/window', write, (req, res) => {
+    const b = body(req);
+    if (typeof b.open !== 'boolean') return send(res, Promise.reject(new RegistryError(400, 'open must be true or false')));
+    const r = realm();
+    send(res, b.open ? r.openWindow(b.minutes === undefined ? 5 : (b.minutes as number), who(req)) : r.closeWindow(who(req)));
+  });
+
+  a.get('/client-registry/requests', read, (_req, res) => send(res, realm().listRequests()));
+  a.post('/client-registry/requests/:id/approve', write, (req, res) => {
+    const roles = body(req).roles as string[] | undefined;
+    send(res, realm().approve(req.params.id, { roles, by: who(req) }).then(publicUser));
+  });
+  a.post('/client-registry/requests/:id/deny', write, (req, res) => send(res, realm().deny(req.params.id, { by: who(req) })));
+
+  a.get('/client-registry/users', read, (_req, res) => send(res, realm().listUsers().map(publicUser)));
+  a.post('/client-registry/users', write, (req, res) => send(res, realm().createUser(body(req), who(req)).then(publicUser)));
+  a.put('/client-registry/users/:username', write, (req, res) =>
+    send(res, realm().updateUser(req.params.username, body(req), who(req)).then(publicUser))
+  );
+  a.delete('/client-registry/users/:username', write, (req, res) => send(res, realm().deleteUser(req.params.username, who(req))));
+
+  a.get('/client-registry/roles', read, (_req, res) =>
+    send(res, realm().listRoles().map((r) => ({ name: r.name, permissions: r.permissions, source: 'flow' })))
+  );
+  a.get('/client-registry/clients', read, (_req, res) => send(res, realm().connectedClients()));
+  a.get('/client-registry/audit', read, (req, res) => send(res, realm().listAudit(Number(req.query.limit ?? 100))));
+  a.get('/client-registry/ca', read, (_req, res) => {
+    const ca = realm().ca;
+    if (!ca) return send(res, Promise.reject(new RegistryError(404, 'no certificate authority is available')));
+    res.status(200).type('application/x-pem-file').send(ca.caCertificate());
+  });
+  a.get('/client-registry/state', read, (_req, res) => {
+    const r = realm();
+    send(res, { window: r.windowState(), pending: r.pendingCount, error: r.error?.message ?? null, store: r.storeLocation });
+  });
+
+  // editor buttons of the registry-window and registry-requests nodes (as the inject button:
+  // 404 when the node is not deployed, 400 when the id is another node type)
+  a.post('/client-registry/button/:type/:id', write, (req, res) => {
+    const node = api.getNode(req.params.id) as ButtonTarget | null;
+    if (!node) return res.status(404).json({ error: 'not deployed' });
+    if (node.type !== req.params.type || typeof node.button !== 'function') return res.status(400).json({ error: 'not a client registry node' });
+    send(res, node.button(body(req), who(req)));
+  });
+
+  if (api.httpNode) {
+    api.httpNode.post('/client-registry/register', (req, res) => {
+      readBody(req)
+        .then((b) => realm().register(b, req.ip ?? req.socket.remoteAddress ?? ''))
+        .then(
+          (r) => res.status(r.status).json(r.body),
+          (err: Error) => res.status(err instanceof RegistryError ? err.status : 500).json({ error: err.message })
+        );
+    });
+  }
+
+  // live updates for the sidebar: a small notice; the editor fetches what changed
+  let bound: ClientRegistry | null = null;
+  const bind = (): void => {
+    const r = realm();
+    if (bound === r) return;
+    bound = r;
+    for (const kind of ['window', 'request', 'decision', 'users', 'roles', 'audit', 'clients']) {
+      r.on(kind, () => api.publish('client-registry/update', { kind }));
+    }
+  };
+  bind();
+}
+

@@ -1,0 +1,111 @@
+/**
+ * registry-requests: the pending registration requests. Output: a message per new request and
+ * per decision. Input (from dashboards): list, approve, deny. Editor button: approve or deny
+ * what the administrator confirms. Roles granted on approval: the message's, else the node's.
+ */
+import type { Node, NodeAPI, NodeDef, NodeMessageInFlow } from 'node-red';
+import { setupRuntime } from '../lib/runtime';
+import { RegistryError, publicUser, validateRoles, type ClientRegistry, type PublicRequest } from '../lib/registry';
+
+interface RequestsNodeDef extends NodeDef {
+  grantRoles: string[] | string;
+}
+
+interface RequestsNode extends Node {
+  button(body: unknown, by: string): Promise<unknown>;
+}
+
+type Decision = { kind: 'approved' | 'denied' | 'expired'; request: PublicRequest; user?: unknown };
+
+function roleList(value: unknown): string[] {
+  const items = Array.isArray(value) ? value : typeof value === 'string' ? value.split(',') : [];
+  return [...new Set(items.map((r) => String(r).trim()).filter((r) => r.length > 0))];
+}
+
+export = function (RED: NodeAPI) {
+  const runtime = setupRuntime(RED as never);
+
+  function RegistryRequestsNode(this: RequestsNode, config: RequestsNodeDef) {
+    RED.nodes.createNode(this, config);
+    const node = this;
+    const grantRoles = roleList(config.grantRoles);
+    if (runtime instanceof Error) {
+      node.error(RED._('registry-requests.errors.settings', { error: runtime.message }));
+      node.status({ fill: 'red', shape: 'ring', text: 'registry-requests.status.error' });
+      return;
+    }
+    const realm: ClientRegistry = runtime.realm;
+
+    const showStatus = (): void => {
+      if (realm.error) {
+        node.status({ fill: 'red', shape: 'ring', text: RED._('registry-requests.status.error') });
+        return;
+      }
+      const n = realm.pendingCount;
+      node.status({ fill: n > 0 ? 'yellow' : 'grey', shape: n > 0 ? 'dot' : 'ring', text: RED._('registry-requests.status.pending', { count: n }) });
+    };
+    const onRequest = (request: PublicRequest): void => {
+      node.send({ topic: 'request', payload: request });
+      showStatus();
+    };
+    const onDecision = (d: Decision): void => {
+      const msg: Record<string, unknown> = { topic: d.kind, payload: d.request };
+      if (d.user) msg.user = d.user;
+      node.send(msg);
+      showStatus();
+    };
+    realm.on('request', onRequest);
+    realm.on('decision', onDecision);
+    realm.ready().then(showStatus, (err: Error) => {
+      node.error(RED._('registry-requests.errors.store', { error: err.message }));
+      showStatus();
+    });
+
+    const find = (ref: unknown): string => {
+      const r = typeof ref === 'object' && ref !== null ? (ref as { id?: unknown; username?: unknown }) : { id: ref };
+      const request = realm.findRequest(r);
+      if (!request || request.status !== 'pending') throw new RegistryError(404, RED._('registry-requests.errors.notFound', { ref: JSON.stringify(ref) ?? '' }));
+      return request.id;
+    };
+
+    const decide = async (action: unknown, ref: unknown, roles: unknown, by: string): Promise<unknown> => {
+      if (action === 'approve') {
+        const granted = roles === undefined ? grantRoles : roles;
+        const err = validateRoles(granted);
+        if (err) throw new RegistryError(400, err);
+        return publicUser(await realm.approve(find(ref), { roles: granted as string[], by }));
+      }
+      if (action === 'deny') return realm.deny(find(ref), { by });
+      throw new RegistryError(400, RED._('registry-requests.errors.command', { command: String(action) }));
+    };
+
+    // the editor button: GET the list, then POST { action, id, roles? } for what was confirmed
+    node.button = async (body, by) => {
+      const b = (typeof body === 'object' && body !== null ? body : {}) as { action?: unknown; id?: unknown; roles?: unknown };
+      if (b.action === 'list' || b.action === undefined) return { requests: realm.listRequests(), grantRoles };
+      return decide(b.action, { id: b.id }, b.roles, by);
+    };
+
+    node.on('input', (msg: NodeMessageInFlow & { roles?: unknown }, send, done) => {
+      const topic = msg.topic;
+      if (topic === 'list') {
+        send({ ...msg, topic: 'list', payload: realm.listRequests() });
+        return done();
+      }
+      const payload = msg.payload as { roles?: unknown } | undefined;
+      const roles = msg.roles ?? (typeof payload === 'object' && payload !== null ? payload.roles : undefined);
+      decide(topic, payload, roles, 'flow').then(
+        () => done(),
+        (err: Error) => done(err)
+      );
+    });
+
+    node.on('close', (_removed: boolean, done: () => void) => {
+      realm.off('request', onRequest);
+      realm.off('decision', onDecision);
+      done();
+    });
+  }
+
+  RED.nodes.registerType('registry-requests', RegistryRequestsNode as never, {});
+};
