@@ -130,7 +130,13 @@ export function registerRoutes(api: RoutesApi): void {
   });
   a.get('/client-registry/state', read, (_req, res) => {
     const r = realm();
-    send(res, { window: r.windowState(), pending: r.pendingCount, error: r.error?.message ?? null, store: r.storeLocation });
+    send(res, {
+      window: r.windowState(),
+      pending: r.pendingCount,
+      error: r.error?.message ?? null,
+      store: r.storeLocation,
+      brokers: [...r.brokers].map((b) => ({ id: b.id, ...b.addresses() }))
+    });
   });
 
   // editor buttons of the registry-window and registry-requests nodes (as the inject button:

@@ -153,6 +153,10 @@ export class RegistryBroker extends EventEmitter {
     return this.aedes.connectedClients;
   }
 
+  get id(): string {
+    return this.opts.id;
+  }
+
   /** The ports actually bound (useful with port 0). */
   addresses(): { tcp: number | null; ws: number | null; wsPath: string | null } {
     const port = (s: net.Server | http.Server | null): number | null => {

@@ -96,7 +96,7 @@ export class Realm extends EventEmitter {
   private readonly hashKey = randomBytes(32);
   private readonly loading = new Set<Promise<unknown>>();
   /** the running brokers bound to this realm (for the list of connected clients) */
-  readonly brokers = new Set<{ clients(): ConnectedClient[] }>();
+  readonly brokers = new Set<{ id: string; clients(): ConnectedClient[]; addresses(): { tcp: number | null; ws: number | null; wsPath: string | null } }>();
 
   constructor(opts: RealmOptions = {}) {
     super();
