@@ -34,6 +34,7 @@ export class NodeRedProcess {
   userDir = '';
   output = '';
   private token: string | null = null;
+  private scopes = new Map<string, string>();
 
   async start(opts: StartOptions = {}): Promise<this> {
     this.userDir = opts.userDir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'cr-nodered-'));
@@ -41,6 +42,7 @@ export class NodeRedProcess {
     fs.mkdirSync(modules, { recursive: true });
     const link = path.join(modules, 'node-red-contrib-client-registry');
     if (!fs.existsSync(link)) fs.symlinkSync(ROOT, link, 'dir');
+    for (const u of opts.users ?? []) this.scopes.set(u.username, Array.isArray(u.permissions) ? u.permissions.join(' ') : u.permissions);
     const adminAuth = opts.users
       ? {
           type: 'credentials',
@@ -92,7 +94,7 @@ export class NodeRedProcess {
     const res = await fetch(`${this.url}/auth/token`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ client_id: 'node-red-admin', grant_type: 'password', scope: '*', username, password })
+      body: JSON.stringify({ client_id: 'node-red-admin', grant_type: 'password', scope: this.scopes.get(username) ?? '*', username, password })
     });
     if (res.status !== 200) throw new Error(`login as ${username} failed: ${res.status}`);
     this.token = ((await res.json()) as { access_token: string }).access_token;

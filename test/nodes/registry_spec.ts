@@ -1,0 +1,155 @@
+/**
+ * registry-window and registry-requests in a real Node-RED runtime with real MQTT clients:
+ * messages open the window and approve requests, outputs report every change, status counts.
+ */
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import mqtt, { type MqttClient } from 'mqtt';
+import { helper, tempDir, waitFor, nodeRedVersion } from '../helpers/red';
+import brokerNode = require('../../nodes/registry-broker/registry-broker');
+import userNode = require('../../nodes/registry-user/registry-user');
+import roleNode = require('../../nodes/registry-role/registry-role');
+import windowNode = require('../../nodes/registry-window/registry-window');
+import requestsNode = require('../../nodes/registry-requests/registry-requests');
+
+const NODES = [brokerNode, userNode, roleNode, windowNode, requestsNode];
+
+type Msg = { topic: string; payload: any; user?: any };
+
+function flow(grantRoles: string[] = []): object[] {
+  return [
+    { id: 't', type: 'tab', label: 'registry' },
+    { id: 'b', type: 'registry-broker', z: 't', port: '0', host: '127.0.0.1', wsPort: '', wsPath: '', wires: [['bout']] },
+    { id: 'bout', type: 'helper', z: 't' },
+    { id: 'w', type: 'registry-window', z: 't', minutes: '5', wires: [['wout']] },
+    { id: 'wout', type: 'helper', z: 't' },
+    { id: 'q', type: 'registry-requests', z: 't', grantRoles, wires: [['qout']] },
+    { id: 'qout', type: 'helper', z: 't' },
+    { id: 'r', type: 'registry-role', name: 'device', permissions: [{ topic: 'devices/{username}/#', access: 'readWrite' }] }
+  ];
+}
+
+const clients: MqttClient[] = [];
+function connectCode(port: number, username: string, password: string): Promise<number> {
+  return new Promise((resolve) => {
+    const c = mqtt.connect({ host: '127.0.0.1', port, username, password, reconnectPeriod: 0, protocolVersion: 4 });
+    clients.push(c);
+    c.once('connect', () => resolve(0));
+    c.once('error', (e: Error & { code?: number }) => resolve(e.code ?? -1));
+  });
+}
+
+function collect(id: string): Msg[] {
+  const out: Msg[] = [];
+  helper.getNode(id).on('input', (m: Msg) => out.push(m));
+  return out;
+}
+
+async function brokerPort(): Promise<number> {
+  const node = helper.getNode('b');
+  await node.started;
+  return node.broker.addresses().tcp;
+}
+
+describe(`registry-window and registry-requests nodes (Node-RED ${nodeRedVersion})`, function () {
+  this.timeout(20000);
+  let dir: string;
+
+  beforeEach(function () {
+    dir = tempDir();
+    helper.settings({ userDir: dir, clientRegistry: { bcryptCost: 4 } });
+  });
+
+  afterEach(async function () {
+    for (const c of clients.splice(0)) c.end(true);
+    await helper.unload();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('opens, toggles and closes the window by message, reporting every change on its output', async function () {
+    await helper.load(NODES, flow());
+    const w = helper.getNode('w');
+    const out = collect('wout');
+    w.receive({ payload: 'open' });
+    await waitFor(() => out.length === 1, 2000, 'open event');
+    assert.equal(out[0].topic, 'window');
+    assert.equal(out[0].payload.open, true);
+    const closesIn = Date.parse(out[0].payload.closesAt) - Date.now();
+    assert.ok(closesIn > 4.9 * 60_000 && closesIn <= 5 * 60_000, 'open for the node\'s 5 minutes');
+    w.receive({ payload: 'toggle' });
+    await waitFor(() => out.length === 2, 2000, 'toggle event');
+    assert.equal(out[1].payload.open, false);
+    w.receive({ payload: true, minutes: 0.005 }); // 300 ms
+    await waitFor(() => out.length === 4, 3000, 'open then close by itself');
+    assert.deepEqual(out.slice(2).map((m) => m.payload.open), [true, false]);
+  });
+
+  it('reports a bad command to Catch nodes through done(err)', async function () {
+    await helper.load(NODES, [...flow(), { id: 'c', type: 'catch', z: 't', scope: null, uncaught: false, wires: [['cout']] }, { id: 'cout', type: 'helper', z: 't' }]);
+    const caught = collect('cout');
+    helper.getNode('w').receive({ payload: 'explode' });
+    await waitFor(() => caught.length === 1, 2000, 'caught error');
+  });
+
+  it('records an implicit MQTT registration and approves it from a dashboard message with the node\'s grantRoles', async function () {
+    await helper.load(NODES, flow(['device']));
+    const port = await brokerPort();
+    const requests = collect('qout');
+    const events = collect('bout');
+    const q = helper.getNode('q');
+    const statuses: string[] = [];
+    q.on('call:status', (c: { args: [{ text: string }] }) => statuses.push(c.args[0].text));
+
+    assert.equal(await connectCode(port, 'dev-001', 's3cret-pass'), 4, 'locked: refused as unknown');
+    assert.equal(requests.length, 0, 'locked: nothing recorded');
+
+    helper.getNode('w').receive({ payload: 'open' });
+    assert.equal(await connectCode(port, 'dev-001', 's3cret-pass'), 5, 'open: refused, not authorized');
+    await waitFor(() => requests.length === 1, 3000, 'request message');
+    const request = requests[0].payload;
+    assert.equal(requests[0].topic, 'request');
+    assert.equal(request.username, 'dev-001');
+    assert.match(request.pairingCode, /^[A-Z2-9]{6}$/);
+    const registration = events.find((e) => e.topic === 'registration');
+    assert.equal(registration?.payload.pairingCode, request.pairingCode, 'the broker reports the pairing code too');
+
+    q.receive({ topic: 'list' });
+    await waitFor(() => requests.some((m) => m.topic === 'list'), 2000, 'list');
+    assert.deepEqual(requests.find((m) => m.topic === 'list')?.payload.map((r: { id: string }) => r.id), [request.id]);
+
+    q.receive({ topic: 'approve', payload: { id: request.id } });
+    await waitFor(() => requests.some((m) => m.topic === 'approved'), 3000, 'approved');
+    const approved = requests.find((m) => m.topic === 'approved')!;
+    assert.deepEqual(approved.user.roles, ['device']);
+    assert.equal(await connectCode(port, 'dev-001', 's3cret-pass'), 0, 'the device connects after approval');
+    await waitFor(() => statuses.some((s) => s === 'registry-requests.status.pending'), 2000, 'status');
+  });
+
+  it('denies by username and creates nothing', async function () {
+    await helper.load(NODES, flow());
+    const port = await brokerPort();
+    const requests = collect('qout');
+    helper.getNode('w').receive({ payload: 'open' });
+    assert.equal(await connectCode(port, 'dev-002', 's3cret-pass'), 5);
+    await waitFor(() => requests.length === 1, 3000, 'request');
+    helper.getNode('q').receive({ topic: 'deny', payload: { username: 'dev-002' } });
+    await waitFor(() => requests.some((m) => m.topic === 'denied'), 3000, 'denied');
+    assert.equal(await connectCode(port, 'dev-002', 's3cret-pass'), 5, 'still refused');
+    helper.getNode('q').receive({ topic: 'approve', payload: { username: 'dev-002' } });
+    await new Promise((r) => setTimeout(r, 200));
+    assert.ok(!requests.some((m) => m.topic === 'approved'), 'a denied request cannot be approved later');
+  });
+
+  it('approves through the editor button route and answers 404 for nodes that are not deployed', async function () {
+    await helper.load(NODES, flow());
+    const port = await brokerPort();
+    await helper.request().post('/client-registry/button/registry-window/w').expect(200);
+    assert.equal(await connectCode(port, 'dev-003', 's3cret-pass'), 5);
+    const list = await helper.request().post('/client-registry/button/registry-requests/q').send({ action: 'list' }).expect(200);
+    assert.equal(list.body.requests.length, 1);
+    await helper.request().post('/client-registry/button/registry-requests/q').send({ action: 'approve', id: list.body.requests[0].id, roles: ['device'] }).expect(200);
+    assert.equal(await connectCode(port, 'dev-003', 's3cret-pass'), 0);
+    await helper.request().post('/client-registry/button/registry-requests/nope').send({}).expect(404);
+    await helper.request().post('/client-registry/button/registry-window/q').send({}).expect(400);
+  });
+});
