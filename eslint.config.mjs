@@ -20,7 +20,9 @@ export default tseslint.config(
     files: ['test/**/*.ts'],
     rules: {
       '@typescript-eslint/no-unused-expressions': 'off',
-      '@typescript-eslint/no-explicit-any': 'off'
+      '@typescript-eslint/no-explicit-any': 'off',
+      // `import x = require(...)` is how TypeScript imports the nodes' `export =` functions
+      '@typescript-eslint/no-require-imports': 'off'
     }
   }
 );
