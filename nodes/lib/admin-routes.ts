@@ -117,6 +117,9 @@ export function registerRoutes(api: RoutesApi): void {
     send(res, realm().updateUser(req.params.username, body(req), who(req)).then(publicUser))
   );
   a.delete('/client-registry/users/:username', write, (req, res) => send(res, realm().deleteUser(req.params.username, who(req))));
+  a.delete('/client-registry/users/:username/certificates/:fingerprint', write, (req, res) =>
+    send(res, realm().revokeCertificate(req.params.username, req.params.fingerprint, who(req)).then(publicUser))
+  );
 
   a.get('/client-registry/roles', read, (_req, res) =>
     send(res, realm().listRoles().map((r) => ({ name: r.name, permissions: r.permissions, source: 'flow' })))

@@ -7,6 +7,7 @@
  */
 import { EventEmitter } from 'node:events';
 import net from 'node:net';
+import tls from 'node:tls';
 import type http from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, createWebSocketStream } from 'ws';
@@ -57,6 +58,12 @@ export interface BrokerOptions {
   wsPort?: number | null;
   /** WebSocket on an existing HTTP server (Node-RED's own) */
   wsServer?: WebSocketOnServer | null;
+  /** TLS port; null = none */
+  tlsPort?: number | null;
+  /** the TLS listener's certificate and key (PEM) */
+  tls?: { cert: string; key: string } | null;
+  /** mTLS: only client certificates issued by this CA (PEM); the CN is the username */
+  clientCa?: string | null;
   /** bind address for the listeners (default: all interfaces) */
   host?: string;
   /** disconnect a client whose publish is refused, instead of acknowledging and dropping it */
@@ -103,6 +110,7 @@ function connackError(code: number, message: string): Error & { returnCode: numb
 export class RegistryBroker extends EventEmitter {
   readonly aedes: Aedes;
   private tcp: net.Server | null = null;
+  private tlsServer: tls.Server | null = null;
   private wsServer: http.Server | null = null;
   private wss: WebSocketServer | null = null;
   private upgradeHandler: ((req: http.IncomingMessage, socket: Duplex, head: Buffer) => void) | null = null;
@@ -158,12 +166,12 @@ export class RegistryBroker extends EventEmitter {
   }
 
   /** The ports actually bound (useful with port 0). */
-  addresses(): { tcp: number | null; ws: number | null; wsPath: string | null } {
+  addresses(): { tcp: number | null; tls: number | null; ws: number | null; wsPath: string | null } {
     const port = (s: net.Server | http.Server | null): number | null => {
       const a = s?.address();
       return a && typeof a === 'object' ? a.port : null;
     };
-    return { tcp: port(this.tcp), ws: port(this.wsServer), wsPath: this.opts.wsServer?.path ?? null };
+    return { tcp: port(this.tcp), tls: port(this.tlsServer), ws: port(this.wsServer), wsPath: this.opts.wsServer?.path ?? null };
   }
 
   /** Connected clients, for the admin view. */
@@ -246,14 +254,18 @@ export class RegistryBroker extends EventEmitter {
       throw connackError(code, reason);
     };
     if (client._emptyId && !client.clean) refuse(2, 'empty client id requires CleanSession=1');
-    if (!username) refuse(4, 'username required');
+    const peer = this.peerCertificate(client);
+    if (!username && !peer) refuse(4, 'username required');
 
     let result: Awaited<ReturnType<Realm['authenticate']>>;
     try {
-      result = await this.realm.authenticate(username as string, password ? password.toString('utf8') : '', address, who.clientId);
+      result = peer
+        ? await this.realm.authenticateCertificate(peer, username || undefined)
+        : await this.realm.authenticate(username as string, password ? password.toString('utf8') : '', address, who.clientId);
     } catch (err) {
       return refuse(3, `registry unavailable: ${(err as Error).message}`);
     }
+    if (result.ok) who.username = result.user.username;
     if (!result.ok) {
       if (result.registration) this.event('registration', who, { ...result.registration });
       refuse(result.code, result.reason);
@@ -297,6 +309,14 @@ export class RegistryBroker extends EventEmitter {
     if (!set) this.byUser.set(user.username, (set = new Set()));
     set.add(client);
     client.conn.once('close', () => this.forget(client, session));
+  }
+
+  /** The client certificate a TLS client presented and the CA verified (mTLS), if any. */
+  private peerCertificate(client: Client): Buffer | null {
+    const conn = client.conn as Partial<tls.TLSSocket>;
+    if (typeof conn.getPeerCertificate !== 'function' || !conn.authorized) return null;
+    const cert = conn.getPeerCertificate();
+    return cert && cert.raw ? cert.raw : null;
   }
 
   private forget(client: RegistryClient, s: Session): void {
@@ -379,6 +399,27 @@ export class RegistryBroker extends EventEmitter {
       });
       await listenOn(this.tcp, port, host);
     }
+    if (this.opts.tlsPort !== null && this.opts.tlsPort !== undefined) {
+      if (!this.opts.tls) throw new Error('the TLS listener needs a certificate and key');
+      this.tlsServer = tls.createServer(
+        {
+          cert: this.opts.tls.cert,
+          key: this.opts.tls.key,
+          noDelay: true,
+          minVersion: 'TLSv1.2',
+          requestCert: !!this.opts.clientCa,
+          rejectUnauthorized: !!this.opts.clientCa,
+          ca: this.opts.clientCa ? [this.opts.clientCa] : undefined
+        },
+        (socket) => {
+          this.track(socket);
+          this.aedes.handle(socket);
+        }
+      );
+      // failed handshakes (no or foreign client certificate) end that socket only
+      this.tlsServer.on('tlsClientError', (_err, socket) => socket.destroy());
+      await listenOn(this.tlsServer, this.opts.tlsPort, host);
+    }
     if ((wsPort !== null && wsPort !== undefined) || wsServer) {
       this.wss = new WebSocketServer({ noServer: true, perMessageDeflate: false });
       this.wss.on('connection', (ws, req) => {
@@ -425,7 +466,7 @@ export class RegistryBroker extends EventEmitter {
     if (this.upgradeHandler && this.opts.wsServer) this.opts.wsServer.server.off('upgrade', this.upgradeHandler);
     for (const ws of this.wss?.clients ?? []) ws.terminate();
     this.wss?.close();
-    const servers = [this.tcp, this.wsServer].filter((s): s is net.Server => s !== null);
+    const servers = [this.tcp, this.tlsServer, this.wsServer].filter((s): s is net.Server => s !== null);
     const closing = servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve())));
     await new Promise<void>((resolve) => this.aedes.close(() => resolve()));
     for (const socket of this.sockets) socket.destroy();

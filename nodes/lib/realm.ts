@@ -96,7 +96,7 @@ export class Realm extends EventEmitter {
   private readonly hashKey = randomBytes(32);
   private readonly loading = new Set<Promise<unknown>>();
   /** the running brokers bound to this realm (for the list of connected clients) */
-  readonly brokers = new Set<{ id: string; clients(): ConnectedClient[]; addresses(): { tcp: number | null; ws: number | null; wsPath: string | null } }>();
+  readonly brokers = new Set<{ id: string; clients(): ConnectedClient[]; addresses(): { tcp: number | null; tls: number | null; ws: number | null; wsPath: string | null } }>();
 
   constructor(opts: RealmOptions = {}) {
     super();
@@ -282,6 +282,11 @@ export class Realm extends EventEmitter {
     if (!now || now.passwordHash !== hash) return { ok: false, code: 5, reason: 'user changed during login' };
     this.cache.add(username, hash as string, password);
     return this.accept(now, address);
+  }
+
+  /** mTLS: identifies a user by a client certificate (the client registry, with its CA). */
+  async authenticateCertificate(_raw: Buffer, _username: string | undefined): Promise<AuthResult> {
+    return { ok: false, code: 5, reason: 'client certificates are not accepted here' };
   }
 
   /** The bcrypt hash of a pending registration for this username (the client registry's). */

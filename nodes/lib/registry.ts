@@ -16,6 +16,8 @@ import { checkPasswordPolicy, validateUsername } from './passwords';
 import { RateLimiter } from './throttle';
 import { AUDIT_KEEP, type AuditEntry, type PendingRequest, type Store, type StoreOp } from './store';
 import type { RegistrySettings } from './settings';
+import { RegistryCA, hostIdentities } from './ca';
+import { X509Certificate } from 'node:crypto';
 
 export interface WindowState {
   open: boolean;
@@ -126,7 +128,11 @@ export function validateRoles(roles: unknown): string | null {
 }
 
 export class ClientRegistry extends Realm {
-  ca: CertificateAuthority | null = null;
+  ca: (CertificateAuthority & Partial<Pick<RegistryCA, 'issueServer' | 'issued'>>) | null = null;
+  /** why the CA could not be opened (TLS and CSR signing are then unavailable) */
+  caError: Error | null = null;
+  private readonly revoked = new Set<string>();
+  private serverCert: Promise<{ cert: string; key: string }> | null = null;
   private store: Store | null;
   private storeLoading: Promise<void> | null = null;
   private loadError: Error | null = null;
@@ -143,7 +149,8 @@ export class ClientRegistry extends Realm {
 
   constructor(
     readonly settings: RegistrySettings,
-    store: Store | null
+    store: Store | null,
+    private readonly caDir: string | null = null
   ) {
     super({ bcryptCost: settings.bcryptCost, loginThrottle: settings.loginThrottle });
     this.store = store;
@@ -161,9 +168,17 @@ export class ClientRegistry extends Realm {
           for (const u of Object.values(s.users)) this.storedUsers.set(u.username, u);
           for (const r of Object.values(s.requests)) this.indexRequest(r);
           this.auditLog = s.audit.slice(-AUDIT_KEEP);
+          for (const f of s.revoked ?? []) this.revoked.add(f);
         } catch (err) {
           this.loadError = err as Error;
           throw err;
+        }
+      }
+      if (!this.ca) {
+        try {
+          this.ca = await RegistryCA.open({ dir: this.caDir, files: this.settings.ca, validityDays: this.settings.certificateValidityDays });
+        } catch (err) {
+          this.caError = err as Error;
         }
       }
       this.sweepTimer = setInterval(() => void this.sweep().catch(() => undefined), 60_000);
@@ -477,6 +492,56 @@ export class ClientRegistry extends Realm {
     }
   }
 
+  // ---- certificates ----------------------------------------------------------------------------
+
+  /** The TLS listener's certificate, issued once per run by the realm CA for this host. */
+  serverCertificate(): Promise<{ cert: string; key: string }> {
+    if (!this.ca?.issueServer) return Promise.reject(new RegistryError(503, `no certificate authority: ${this.caError?.message ?? 'not started'}`));
+    const ids = hostIdentities();
+    this.serverCert ??= this.ca.issueServer(ids.names, ids.addresses);
+    return this.serverCert;
+  }
+
+  /**
+   * mTLS: the client certificate (already verified against the CA by TLS) identifies the user
+   * by its CN. The user must exist and be enabled, the certificate must not be revoked.
+   */
+  override async authenticateCertificate(raw: Buffer, username: string | undefined): Promise<AuthResult> {
+    await this.ready();
+    let cert: X509Certificate;
+    try {
+      cert = new X509Certificate(raw);
+    } catch {
+      return { ok: false, code: 5, reason: 'unreadable client certificate' };
+    }
+    if (!this.ca?.issued?.(cert)) return { ok: false, code: 5, reason: 'client certificate not issued by the registry CA' };
+    const cn = /(?:^|\n)CN=([^\n]*)/.exec(cert.subject)?.[1] ?? '';
+    if (username && username !== cn) return { ok: false, code: 5, reason: `username "${username}" does not match the certificate CN "${cn}"` };
+    if (this.revoked.has(cert.fingerprint256)) return { ok: false, code: 5, reason: 'client certificate revoked' };
+    const user = this.getUser(cn);
+    if (!user) return { ok: false, code: 5, reason: `no user "${cn}" for this certificate` };
+    if (user.certificates.some((c) => c.fingerprint === cert.fingerprint256 && c.revoked)) return { ok: false, code: 5, reason: 'client certificate revoked' };
+    if (user.disabled) return { ok: false, code: 5, reason: 'user disabled', user };
+    return { ok: true, user };
+  }
+
+  /** Revokes one of a user's certificates: refused from now on, its sessions disconnected. */
+  async revokeCertificate(username: string, fingerprint: string, by = 'api'): Promise<User> {
+    await this.ready();
+    const user = this.getUser(username);
+    if (!user) throw new RegistryError(404, `no user "${username}"`);
+    const known = user.certificates.find((c) => c.fingerprint === fingerprint);
+    if (!known) throw new RegistryError(404, `user "${username}" has no certificate ${fingerprint}`);
+    const next: User = { ...user, certificates: user.certificates.map((c) => (c.fingerprint === fingerprint ? { ...c, revoked: true } : c)) };
+    const entry = this.auditEntry('certificate-revoked', username, by, { details: { fingerprint } });
+    await this.write([{ op: 'user', user: next }, { op: 'revoke', fingerprint }, { op: 'audit', entry }]);
+    this.storedUsers.set(username, next);
+    this.revoked.add(fingerprint);
+    this.userChanged(username, 'certificate revoked');
+    this.remember(entry);
+    return next;
+  }
+
   // ---- explicit flow (REST) ------------------------------------------------------------------
 
   /** POST client-registry/register. Returns the HTTP status and JSON body. */
@@ -646,10 +711,12 @@ export class ClientRegistry extends Realm {
     this.storedUser(username);
     const entry = this.auditEntry('user-deleted', username, by);
     const request = this.requestFor(username);
-    const ops: StoreOp[] = [{ op: 'deleteUser', username }, { op: 'audit', entry }];
+    const fingerprints = this.getUser(username)!.certificates.map((c) => c.fingerprint);
+    const ops: StoreOp[] = [{ op: 'deleteUser', username }, { op: 'audit', entry }, ...fingerprints.map((fingerprint): StoreOp => ({ op: 'revoke', fingerprint }))];
     if (request) ops.push({ op: 'deleteRequest', id: request.id });
     await this.write(ops);
     this.storedUsers.delete(username);
+    fingerprints.forEach((f) => this.revoked.add(f));
     if (request) this.unindexRequest(request);
     this.userChanged(username, 'user deleted');
     this.remember(entry);

@@ -21,12 +21,13 @@ export interface RealmEntry {
 
 const realms = new WeakMap<object, RealmEntry>();
 
-function createStore(settings: RegistrySettings, userDir: string | undefined): Store | null {
+/** The registry's folder: the store, and the CA unless the settings name other files. */
+function registryDir(settings: RegistrySettings, userDir: string | undefined): string | null {
   if (settings.store.type === 'redis') {
     throw new Error('clientRegistry.store type "redis" is not available in this version; use { type: "file" }');
   }
   const dir = settings.store.path ?? (userDir ? path.join(userDir, 'client-registry') : null);
-  return dir ? new FileStore(path.resolve(userDir ?? '.', dir)) : null;
+  return dir ? path.resolve(userDir ?? '.', dir) : null;
 }
 
 /** The runtime's realm, created (and its store loading) on first use. Throws on bad settings. */
@@ -34,7 +35,9 @@ export function getRealm(ctx: RuntimeContext): RealmEntry {
   let entry = realms.get(ctx.httpAdmin);
   if (!entry) {
     const settings = readSettings(ctx.settings.clientRegistry);
-    const realm = new ClientRegistry(settings, createStore(settings, ctx.settings.userDir));
+    const dir = registryDir(settings, ctx.settings.userDir);
+    const store: Store | null = dir ? new FileStore(dir) : null;
+    const realm = new ClientRegistry(settings, store, dir);
     realm.start().catch(() => {
       /* kept in realm.error; nodes and routes report it */
     });

@@ -57,6 +57,8 @@ export interface RealmSnapshot {
   users: Record<string, User>;
   requests: Record<string, PendingRequest>;
   audit: AuditEntry[];
+  /** SHA-256 fingerprints of revoked client certificates */
+  revoked?: string[];
 }
 
 export type StoreOp =
@@ -64,7 +66,8 @@ export type StoreOp =
   | { op: 'deleteUser'; username: string }
   | { op: 'request'; request: PendingRequest }
   | { op: 'deleteRequest'; id: string }
-  | { op: 'audit'; entry: AuditEntry };
+  | { op: 'audit'; entry: AuditEntry }
+  | { op: 'revoke'; fingerprint: string };
 
 export const AUDIT_KEEP = 1000;
 
@@ -80,7 +83,7 @@ export interface Store {
 export class StoreError extends Error {}
 
 export function emptySnapshot(): RealmSnapshot {
-  return { version: 1, seq: 0, secret: randomBytes(32).toString('hex'), users: {}, requests: {}, audit: [] };
+  return { version: 1, seq: 0, secret: randomBytes(32).toString('hex'), users: {}, requests: {}, audit: [], revoked: [] };
 }
 
 /** Applies changes to a snapshot in place (used on replay and by the realm's mirror). */
@@ -98,6 +101,10 @@ export function applyOps(s: RealmSnapshot, ops: StoreOp[]): void {
         break;
       case 'deleteRequest':
         delete s.requests[o.id];
+        break;
+      case 'revoke':
+        s.revoked ??= [];
+        if (!s.revoked.includes(o.fingerprint)) s.revoked.push(o.fingerprint);
         break;
       case 'audit':
         s.audit.push(o.entry);

@@ -69,6 +69,7 @@ export = function (RED: NodeAPI) {
     node.started = (async () => {
       const ports: Record<string, number | null | undefined> = {
         port: parsePort(config.port),
+        tlsPort: parsePort(config.tlsPort),
         wsPort: parsePort(config.wsPort)
       };
       for (const [name, value] of Object.entries(ports)) {
@@ -83,15 +84,33 @@ export = function (RED: NodeAPI) {
       }
       const httpRoot = RED.settings.httpNodeRoot;
       const wsPath = (config.wsPath ?? '').trim();
+      let tls: BrokerOptions['tls'] = null;
+      let clientCa: string | null = null;
+      if (ports.tlsPort !== null) {
+        const cert = node.credentials?.tlsCert?.trim();
+        const key = node.credentials?.tlsKey?.trim();
+        try {
+          tls = cert && key ? { cert, key } : await entry.realm.serverCertificate();
+          if (config.requireClientCert) {
+            if (!entry.realm.ca) throw new Error(entry.realm.caError?.message ?? 'no certificate authority');
+            clientCa = entry.realm.ca.caCertificate();
+          }
+        } catch (err) {
+          return fail('registry-broker.errors.tls', { error: (err as Error).message });
+        }
+      }
       const opts: BrokerOptions = {
         id: node.id,
         port: ports.port,
+        tlsPort: ports.tlsPort,
+        tls,
+        clientCa,
         wsPort: ports.wsPort,
         host: (config.host ?? '').trim() || undefined,
         wsServer: wsPath && RED.server && httpRoot !== false ? { server: RED.server, path: joinPath(httpRoot || '/', wsPath) } : null,
         disconnectOnDeniedPublish: config.disconnectOnDenied === true
       };
-      if (opts.port === null && opts.wsPort === null && !opts.wsServer) {
+      if (opts.port === null && opts.tlsPort === null && opts.wsPort === null && !opts.wsServer) {
         node.status({ fill: 'grey', shape: 'ring', text: RED._('registry-broker.status.noListeners') });
         return;
       }
@@ -101,7 +120,12 @@ export = function (RED: NodeAPI) {
         return fail('registry-broker.errors.startFailed', { error: (err as Error).message });
       }
       const a = node.broker.addresses();
-      listeners = [a.tcp !== null && `TCP ${a.tcp}`, a.ws !== null && `WS ${a.ws}`, a.wsPath && `WS ${a.wsPath}`]
+      listeners = [
+        a.tcp !== null && `TCP ${a.tcp}`,
+        a.tls !== null && `${clientCa ? 'mTLS' : 'TLS'} ${a.tls}`,
+        a.ws !== null && `WS ${a.ws}`,
+        a.wsPath && `WS ${a.wsPath}`
+      ]
         .filter(Boolean)
         .join(', ');
       node.broker.on('access', (evt: AccessEvent) => {
