@@ -95,23 +95,21 @@ function placeholderValue(value: string): string | null {
   return value;
 }
 
-/** Resolves a compiled level to what it stands for with this identity; null = matches nothing. */
-function resolve(level: Level, who: Identity): Level | null {
-  if (level.kind === 'username') {
-    const v = placeholderValue(who.username);
-    return v === null ? null : { kind: 'literal', value: v };
-  }
-  if (level.kind === 'clientId') {
-    const v = placeholderValue(who.clientId);
-    return v === null ? null : { kind: 'literal', value: v };
-  }
-  return level;
+/**
+ * Resolves a compiled level to what it stands for with this identity; null = matches nothing.
+ * A placeholder never opens a '$' tree from the root (a client may pick "$SYS" as its id).
+ */
+function resolve(level: Level, who: Identity, index: number): Level | null {
+  if (level.kind !== 'username' && level.kind !== 'clientId') return level;
+  const v = placeholderValue(level.kind === 'username' ? who.username : who.clientId);
+  if (v === null || (index === 0 && v.startsWith('$'))) return null;
+  return { kind: 'literal', value: v };
 }
 
 /** Does the pattern match the (wildcard-free) topic? */
 function matchesTopic(levels: Level[], topic: string[], who: Identity): boolean {
   for (let i = 0; i < levels.length; i++) {
-    const level = resolve(levels[i], who);
+    const level = resolve(levels[i], who, i);
     if (level === null) return false;
     if (level.kind === 'some') {
       // '#' also matches the parent level ("a/#" matches "a"), but never a '$' topic from the root
@@ -141,7 +139,7 @@ const isWild = (l: FilterLevel | Level): boolean => l.kind === 'one' || l.kind =
 /** Is there at least one topic matched by both the pattern and the subscription filter? */
 function intersects(levels: Level[], filter: FilterLevel[], who: Identity): boolean {
   for (let i = 0; ; i++) {
-    const p = i < levels.length ? resolve(levels[i], who) : undefined;
+    const p = i < levels.length ? resolve(levels[i], who, i) : undefined;
     const f = filter[i];
     if (p === null) return false;
     if (p === undefined || f === undefined) {
@@ -159,7 +157,7 @@ function intersects(levels: Level[], filter: FilterLevel[], who: Identity): bool
 /** Does the pattern match every topic the subscription filter can match? */
 function covers(levels: Level[], filter: FilterLevel[], who: Identity): boolean {
   for (let i = 0; ; i++) {
-    const p = i < levels.length ? resolve(levels[i], who) : undefined;
+    const p = i < levels.length ? resolve(levels[i], who, i) : undefined;
     const f = filter[i];
     if (p === null) return false;
     if (p === undefined) return f === undefined;

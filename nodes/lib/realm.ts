@@ -76,6 +76,9 @@ export interface RealmOptions {
   maxQueuedVerifications?: number;
 }
 
+/** A flow user's definition was replaced or removed before it took effect (not a user error). */
+export class SupersededError extends Error {}
+
 interface FlowEntry<T> {
   ownerId: string;
   value: T;
@@ -95,6 +98,7 @@ export class Realm extends EventEmitter {
   private readonly flowHashes = new Map<string, { mac: string; hash: string }>();
   private readonly hashKey = randomBytes(32);
   private readonly loading = new Set<Promise<unknown>>();
+  private readonly flowTokens = new Map<string, symbol>();
   /** the running brokers bound to this realm (for the list of connected clients) */
   readonly brokers = new Set<{ id: string; clients(): ConnectedClient[]; addresses(): { tcp: number | null; tls: number | null; ws: number | null; wsPath: string | null } }>();
 
@@ -128,6 +132,9 @@ export class Realm extends EventEmitter {
     if (!def.password) throw new Error('password is required');
     const existing = this.flowUsers.get(def.username);
     if (existing && existing.ownerId !== ownerId) throw new Error(`user "${def.username}" is defined twice in the flows`);
+    // the newest definition of this owner wins, and a removal cancels one still hashing
+    const token = Symbol(ownerId);
+    this.flowTokens.set(ownerId, token);
     const task = this.flowPasswordHash(def.username, def.password);
     this.loading.add(task);
     let passwordHash: string;
@@ -136,8 +143,10 @@ export class Realm extends EventEmitter {
     } finally {
       this.loading.delete(task);
     }
+    if (this.flowTokens.get(ownerId) !== token) throw new SupersededError(`user "${def.username}" was redefined or removed while its password was hashed`);
     const current = this.flowUsers.get(def.username);
     if (current && current.ownerId !== ownerId) throw new Error(`user "${def.username}" is defined twice in the flows`);
+    for (const [name, e] of this.flowUsers) if (e.ownerId === ownerId && name !== def.username) this.flowUsers.delete(name);
     const user: User = {
       username: def.username,
       passwordHash,
@@ -155,6 +164,7 @@ export class Realm extends EventEmitter {
   }
 
   removeFlowUser(ownerId: string): void {
+    this.flowTokens.delete(ownerId);
     for (const [username, e] of this.flowUsers) {
       if (e.ownerId === ownerId) {
         this.flowUsers.delete(username);

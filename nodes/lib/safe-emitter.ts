@@ -19,6 +19,7 @@ type Message = { topic: string };
 
 interface MQInternals {
   current: number;
+  _doing: boolean;
   _do(message: Message, cb: Callback): unknown;
 }
 
@@ -61,6 +62,7 @@ export function createSafeEmitter(opts: { concurrency?: number; matchEmptyLevels
 
   internals._do = function guardedDo(message: Message, cb: Callback) {
     if (waiting.length > 0 || depth >= MAX_DEPTH) {
+      internals._doing = true; // mqemitter must not think its queue ran dry while ours holds work
       internals.current++; // hold the slot while the message waits
       waiting.push([message, cb]);
       schedule();

@@ -66,11 +66,20 @@ export function readSettings(raw: unknown): RegistrySettings {
   if (r.registrationsPerMinute !== undefined)
     s.registrationsPerMinute = positiveInt('registrationsPerMinute', r.registrationsPerMinute, 1, 1_000_000);
   if (r.loginThrottle !== undefined) {
-    const lt = r.loginThrottle as Partial<LoginThrottleOptions>;
-    s.loginThrottle = {
-      username: { ...DEFAULT_LOGIN_THROTTLE.username, ...(lt.username ?? {}) },
-      address: { ...DEFAULT_LOGIN_THROTTLE.address, ...(lt.address ?? {}) }
+    if (typeof r.loginThrottle !== 'object' || r.loginThrottle === null) throw new Error('clientRegistry.loginThrottle must be an object');
+    const lt = r.loginThrottle as Record<string, unknown>;
+    const part = (key: 'username' | 'address'): LoginThrottleOptions['username'] => {
+      const v = lt[key] ?? {};
+      if (typeof v !== 'object' || v === null) throw new Error(`clientRegistry.loginThrottle.${key} must be an object`);
+      const o = { ...DEFAULT_LOGIN_THROTTLE[key], ...(v as object) };
+      return {
+        free: positiveInt(`loginThrottle.${key}.free`, o.free, 0, 1_000_000),
+        baseMs: positiveInt(`loginThrottle.${key}.baseMs`, o.baseMs, 1, 86_400_000),
+        maxMs: positiveInt(`loginThrottle.${key}.maxMs`, o.maxMs, 1, 86_400_000),
+        maxEntries: positiveInt(`loginThrottle.${key}.maxEntries`, o.maxEntries, 100, 10_000_000)
+      };
     };
+    s.loginThrottle = { username: part('username'), address: part('address') };
   }
   if (r.ca !== undefined) {
     const ca = r.ca as Record<string, unknown>;

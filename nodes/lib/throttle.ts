@@ -5,7 +5,7 @@
  */
 
 export interface BackoffOptions {
-  /** failures allowed before the back-off starts */
+  /** failures before the back-off starts: the attempt after the `free`-th failure waits */
   free: number;
   /** first back-off; doubles with every further failure */
   baseMs: number;
@@ -41,7 +41,7 @@ export class Backoff {
     const e = this.live(key) ?? { failures: 0, until: 0, last: now };
     e.failures++;
     e.last = now;
-    const over = e.failures - this.opts.free;
+    const over = e.failures - this.opts.free + 1;
     if (over > 0) e.until = now + Math.min(this.opts.maxMs, this.opts.baseMs * 2 ** Math.min(over - 1, 30));
     this.entries.delete(key);
     this.entries.set(key, e);

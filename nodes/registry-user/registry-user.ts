@@ -5,6 +5,7 @@
 import type { Node, NodeAPI, NodeDef } from 'node-red';
 import { setupRuntime } from '../lib/runtime';
 import type { ClientRegistry } from '../lib/registry';
+import { SupersededError } from '../lib/realm';
 
 interface UserNodeDef extends NodeDef {
   username: string;
@@ -40,7 +41,9 @@ export = function (RED: NodeAPI) {
           publishPrefix: String(config.publishPrefix ?? ''),
           disabled: config.disabled === true
         })
-        .catch(report);
+        .catch((err: Error) => {
+          if (!(err instanceof SupersededError)) report(err);
+        });
     } catch (err) {
       report(err as Error);
     }

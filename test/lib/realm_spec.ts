@@ -1,0 +1,376 @@
+import assert from 'node:assert/strict';
+import { Realm, type AuthResult, type FlowUserDefinition } from '../../nodes/lib/realm';
+import type { Identity } from '../../nodes/lib/permissions';
+
+const ADDRESS = '10.0.0.1';
+
+function def(username: string, password: string, extra: Partial<FlowUserDefinition> = {}): FlowUserDefinition {
+  return { username, password, roles: [], publishPrefix: '', disabled: false, ...extra };
+}
+
+const as = (username: string): Identity => ({ username, clientId: `${username}-client` });
+
+/** Throttle limits that never get in the way. */
+const GENEROUS = {
+  username: { free: 10_000, baseMs: 1, maxMs: 1, maxEntries: 10_000 },
+  address: { free: 10_000, baseMs: 1, maxMs: 1, maxEntries: 10_000 }
+};
+
+describe('realm', function () {
+  let realm: Realm;
+
+  beforeEach(function () {
+    realm = new Realm({ bcryptCost: 4, loginThrottle: GENEROUS });
+  });
+
+  afterEach(function () {
+    realm.close();
+  });
+
+  describe('authenticate', function () {
+    it('accepts a flow user with the right password', async function () {
+      await realm.setFlowUser('n1', def('alice', 'alice-pw-1'));
+      const r = await realm.authenticate('alice', 'alice-pw-1', ADDRESS);
+      assert.equal(r.ok, true);
+      assert.equal((r as { user: { username: string } }).user.username, 'alice');
+      // and again (this time from the verification cache)
+      assert.equal((await realm.authenticate('alice', 'alice-pw-1', ADDRESS)).ok, true);
+    });
+
+    it('never keeps the plain password', async function () {
+      const user = await realm.setFlowUser('n1', def('alice', 'alice-pw-1'));
+      assert.match(user.passwordHash ?? '', /^\$2[aby]\$04\$/);
+      assert.ok(!JSON.stringify(realm.listUsers()).includes('alice-pw-1'));
+    });
+
+    it('refuses a wrong password with code 4', async function () {
+      await realm.setFlowUser('n1', def('alice', 'alice-pw-1'));
+      const r = await realm.authenticate('alice', 'alice-pw-2', ADDRESS);
+      assert.equal(r.ok, false);
+      assert.equal((r as { code: number }).code, 4);
+      assert.equal((r as { unknownUser?: boolean }).unknownUser, undefined);
+    });
+
+    it('refuses an unknown user with code 4 and unknownUser', async function () {
+      const r = await realm.authenticate('nobody', 'whatever-1', ADDRESS);
+      assert.deepEqual({ ok: r.ok, code: (r as { code: number }).code, unknownUser: (r as { unknownUser?: boolean }).unknownUser }, {
+        ok: false,
+        code: 4,
+        unknownUser: true
+      });
+    });
+
+    it('refuses a disabled user with the right password with code 5', async function () {
+      await realm.setFlowUser('n1', def('alice', 'alice-pw-1', { disabled: true }));
+      const r = await realm.authenticate('alice', 'alice-pw-1', ADDRESS);
+      assert.equal(r.ok, false);
+      assert.equal((r as { code: number }).code, 5);
+      assert.match((r as { reason: string }).reason, /disabled/);
+    });
+
+    it('a changed password takes effect at once: the old one is no longer accepted from the cache', async function () {
+      await realm.setFlowUser('n1', def('alice', 'old-password'));
+      assert.equal((await realm.authenticate('alice', 'old-password', ADDRESS)).ok, true);
+      await realm.setFlowUser('n1', def('alice', 'new-password'));
+      assert.equal((await realm.authenticate('alice', 'old-password', ADDRESS)).ok, false);
+      assert.equal((await realm.authenticate('alice', 'new-password', ADDRESS)).ok, true);
+    });
+
+    it('a removed flow user can no longer log in', async function () {
+      await realm.setFlowUser('n1', def('alice', 'alice-pw-1'));
+      assert.equal((await realm.authenticate('alice', 'alice-pw-1', ADDRESS)).ok, true);
+      realm.removeFlowUser('n1');
+      const r = await realm.authenticate('alice', 'alice-pw-1', ADDRESS);
+      assert.equal(r.ok, false);
+      assert.equal((r as { unknownUser?: boolean }).unknownUser, true);
+    });
+  });
+
+  describe('failed-login back-off', function () {
+    const FREE = 2;
+    let throttled: Realm;
+    let verifications = 0;
+    let restore: (() => void) | null = null;
+
+    beforeEach(function () {
+      throttled = new Realm({
+        bcryptCost: 4,
+        loginThrottle: {
+          username: { free: FREE, baseMs: 60_000, maxMs: 60_000, maxEntries: 100 },
+          address: { free: 100, baseMs: 1000, maxMs: 1000, maxEntries: 100 }
+        }
+      });
+      // count bcrypt verifications (the hasher is a shared pool: put the method back afterwards)
+      const hasher = throttled.hasher;
+      const verify = hasher.verify;
+      verifications = 0;
+      hasher.verify = function (this: typeof hasher, password: string, hash: string) {
+        verifications++;
+        return verify.call(this, password, hash);
+      };
+      restore = () => {
+        hasher.verify = verify;
+      };
+    });
+
+    afterEach(function () {
+      restore?.();
+      restore = null;
+      throttled.close();
+    });
+
+    async function failUntilThrottled(username: string): Promise<AuthResult> {
+      for (let i = 0; i < 20; i++) {
+        const r = await throttled.authenticate(username, 'wrong-password', ADDRESS);
+        if (!r.ok && r.throttled) return r;
+      }
+      throw new Error('never throttled');
+    }
+
+    it('after username.free failures the next attempt is refused with code 5, even with the right password', async function () {
+      await throttled.setFlowUser('n1', def('alice', 'alice-pw-1'));
+      for (let i = 0; i < FREE; i++) {
+        const r = await throttled.authenticate('alice', 'wrong-password', ADDRESS);
+        assert.equal((r as { code: number }).code, 4, `failure ${i + 1} is an ordinary wrong password`);
+      }
+      const before = verifications;
+      const r = await throttled.authenticate('alice', 'alice-pw-1', ADDRESS);
+      assert.equal(r.ok, false);
+      assert.equal((r as { code: number }).code, 5);
+      assert.equal((r as { throttled?: boolean }).throttled, true);
+      assert.equal(verifications, before, 'no bcrypt work for a backed-off attempt');
+    });
+
+    it('once backed off, a never-verified right password is refused with code 5 without running bcrypt', async function () {
+      await throttled.setFlowUser('n1', def('alice', 'alice-pw-1'));
+      await failUntilThrottled('alice');
+      const before = verifications;
+      const r = await throttled.authenticate('alice', 'alice-pw-1', ADDRESS);
+      assert.equal(r.ok, false);
+      assert.equal((r as { code: number }).code, 5);
+      assert.equal((r as { throttled?: boolean }).throttled, true);
+      assert.match((r as { reason: string }).reason, /retry in \d+ s/);
+      assert.equal(verifications, before, 'no bcrypt work for a backed-off attempt');
+    });
+
+    it('a password already verified (cached) still logs in while the username is backed off', async function () {
+      await throttled.setFlowUser('n1', def('alice', 'alice-pw-1'));
+      assert.equal((await throttled.authenticate('alice', 'alice-pw-1', ADDRESS)).ok, true);
+      await failUntilThrottled('alice');
+      const before = verifications;
+      const r = await throttled.authenticate('alice', 'alice-pw-1', '10.0.0.2');
+      assert.equal(r.ok, true);
+      assert.equal(verifications, before, 'served from the cache');
+      // and the success clears the back-off
+      assert.equal((await throttled.authenticate('alice', 'wrong-password', ADDRESS)).ok, false);
+      assert.equal(((await throttled.authenticate('alice', 'wrong-password', ADDRESS)) as { throttled?: boolean }).throttled, undefined);
+    });
+
+    it('backs off unknown usernames too', async function () {
+      const r = await failUntilThrottled('nobody');
+      assert.equal((r as { code: number }).code, 5);
+    });
+
+    it('does not back off another user', async function () {
+      await throttled.setFlowUser('n1', def('alice', 'alice-pw-1'));
+      await throttled.setFlowUser('n2', def('bob', 'bob-pw-123'));
+      await failUntilThrottled('alice');
+      assert.equal((await throttled.authenticate('bob', 'bob-pw-123', ADDRESS)).ok, true);
+    });
+  });
+
+  describe('timing', function () {
+    it('an unknown user costs about the same time as a wrong password', async function () {
+      this.timeout(20_000);
+      const slow = new Realm({ bcryptCost: 8, loginThrottle: GENEROUS });
+      try {
+        await slow.setFlowUser('n1', def('alice', 'alice-pw-1'));
+        // warm up: the workers, and the dummy hash used for unknown users
+        await slow.authenticate('nobody', 'x-password', ADDRESS);
+        await slow.authenticate('alice', 'x-password', ADDRESS);
+        const ROUNDS = 10;
+        let known = 0;
+        let unknown = 0;
+        for (let i = 0; i < ROUNDS; i++) {
+          let t = process.hrtime.bigint();
+          const a = await slow.authenticate('alice', `wrong-${i}`, ADDRESS);
+          known += Number(process.hrtime.bigint() - t);
+          t = process.hrtime.bigint();
+          const b = await slow.authenticate(`nobody-${i}`, `wrong-${i}`, ADDRESS);
+          unknown += Number(process.hrtime.bigint() - t);
+          assert.equal((a as { code: number }).code, 4);
+          assert.equal((b as { code: number }).code, 4);
+        }
+        const ratio = unknown / known;
+        assert.ok(ratio > 0.5 && ratio < 2, `unknown/known time ratio ${ratio.toFixed(2)}`);
+      } finally {
+        slow.close();
+      }
+    });
+  });
+
+  describe('flow users', function () {
+    it('rejects the same username defined by two owners', async function () {
+      await realm.setFlowUser('n1', def('alice', 'alice-pw-1'));
+      await assert.rejects(realm.setFlowUser('n2', def('alice', 'alice-pw-2')), /"alice" is defined twice/);
+      // the first definition stands
+      assert.equal((await realm.authenticate('alice', 'alice-pw-1', ADDRESS)).ok, true);
+    });
+
+    it('rejects the same username defined by two owners at the same time', async function () {
+      const results = await Promise.allSettled([
+        realm.setFlowUser('n1', def('alice', 'alice-pw-1')),
+        realm.setFlowUser('n2', def('alice', 'alice-pw-2'))
+      ]);
+      // whichever hash finishes first wins; the other definition is refused
+      const won = results.findIndex((r) => r.status === 'fulfilled');
+      assert.notEqual(won, -1);
+      const lost = 1 - won;
+      assert.equal(results[lost].status, 'rejected');
+      assert.match((results[lost] as PromiseRejectedResult).reason.message, /defined twice/);
+      assert.equal((await realm.authenticate('alice', `alice-pw-${won + 1}`, ADDRESS)).ok, true);
+      assert.equal((await realm.authenticate('alice', `alice-pw-${lost + 1}`, ADDRESS)).ok, false);
+    });
+
+    it('rejects an invalid username with the rule in the message', async function () {
+      await assert.rejects(realm.setFlowUser('n1', def('a/b', 'password-1')), /may contain only letters A-Z a-z, digits, "_", "." and "-"/);
+      await assert.rejects(realm.setFlowUser('n1', def('_abc', 'password-1')), /must start with a letter or digit/);
+      await assert.rejects(realm.setFlowUser('n1', def('ab', 'password-1')), /at least 3 characters/);
+      await assert.rejects(realm.setFlowUser('n1', def('alice', '')), /password is required/);
+      assert.deepEqual(realm.listUsers(), []);
+    });
+
+    it('a flow user removed while its password is still being hashed does not appear afterwards', async function () {
+      // Node-RED closes a deleted registry-user node without waiting for its start-up
+      const adding = realm.setFlowUser('n1', def('alice', 'alice-pw-1'));
+      realm.removeFlowUser('n1');
+      await adding.catch(() => undefined);
+      await realm.ready();
+      assert.equal(realm.getUser('alice'), undefined);
+      assert.equal((await realm.authenticate('alice', 'alice-pw-1', ADDRESS)).ok, false);
+    });
+
+    it('the latest definition of a flow user wins, even when an earlier one finishes hashing later', async function () {
+      await realm.setFlowUser('n1', def('alice', 'first-password')); // its hash is now reused on redeploy
+      const second = realm.setFlowUser('n1', def('alice', 'second-password')); // deploy 2: needs bcrypt
+      realm.removeFlowUser('n1'); // deploy 3 stops the node again...
+      const third = realm.setFlowUser('n1', def('alice', 'first-password')); // ...and reverts the password
+      await Promise.allSettled([second, third]);
+      await realm.ready();
+      assert.equal((await realm.authenticate('alice', 'first-password', ADDRESS)).ok, true, 'the deployed password works');
+      assert.equal((await realm.authenticate('alice', 'second-password', ADDRESS)).ok, false, 'the replaced password does not');
+    });
+  });
+
+  describe("'kick' events", function () {
+    let kicks: [string[], string][];
+
+    beforeEach(function () {
+      kicks = [];
+      realm.on('kick', (usernames: string[], reason: string) => kicks.push([usernames, reason]));
+    });
+
+    it('kicks a flow user that is replaced or removed', async function () {
+      await realm.setFlowUser('n1', def('alice', 'alice-pw-1'));
+      await realm.setFlowUser('n2', def('bob', 'bob-pw-123'));
+      kicks = [];
+      await realm.setFlowUser('n1', def('alice', 'alice-pw-2'));
+      assert.deepEqual(
+        kicks.map((k) => k[0]),
+        [['alice']]
+      );
+      realm.removeFlowUser('n1');
+      assert.deepEqual(
+        kicks.map((k) => k[0]),
+        [['alice'], ['alice']]
+      );
+      assert.match(kicks[1][1], /removed/);
+    });
+
+    it('kicks the users having a role when the role is set again or removed, and no one else', async function () {
+      realm.setFlowRole('r1', { name: 'sensors', permissions: [{ topic: 'sensors/#', access: 'read' }] });
+      await realm.setFlowUser('n1', def('alice', 'alice-pw-1', { roles: ['sensors'] }));
+      await realm.setFlowUser('n2', def('bob', 'bob-pw-123', { roles: ['other'] }));
+      await realm.setFlowUser('n3', def('carol', 'carol-pw-1', { roles: ['sensors', 'other'] }));
+      kicks = [];
+      realm.setFlowRole('r1', { name: 'sensors', permissions: [{ topic: 'sensors/+', access: 'read' }] });
+      assert.equal(kicks.length, 1);
+      assert.deepEqual([...kicks[0][0]].sort(), ['alice', 'carol']);
+      assert.match(kicks[0][1], /sensors/);
+      realm.removeFlowRole('r1');
+      assert.equal(kicks.length, 2);
+      assert.deepEqual([...kicks[1][0]].sort(), ['alice', 'carol']);
+      realm.setFlowRole('r9', { name: 'unused', permissions: [] });
+      assert.equal(kicks.length, 2, 'a role nobody has kicks no one');
+    });
+  });
+
+  describe('roles and permissions', function () {
+    it('permissionsFor reflects role changes', async function () {
+      await realm.setFlowUser('n1', def('alice', 'alice-pw-1', { roles: ['sensors'] }));
+      const who = as('alice');
+      assert.equal(realm.permissionsFor('alice').allowsTopic('read', 'sensors/t', who), false, 'the role does not exist yet');
+
+      realm.setFlowRole('r1', { name: 'sensors', permissions: [{ topic: 'sensors/#', access: 'read' }] });
+      assert.equal(realm.permissionsFor('alice').allowsTopic('read', 'sensors/t', who), true);
+      assert.equal(realm.permissionsFor('alice').allowsTopic('write', 'sensors/t', who), false);
+
+      realm.setFlowRole('r1', { name: 'sensors', permissions: [{ topic: 'actuators/#', access: 'readWrite' }] });
+      assert.equal(realm.permissionsFor('alice').allowsTopic('read', 'sensors/t', who), false);
+      assert.equal(realm.permissionsFor('alice').allowsTopic('write', 'actuators/a', who), true);
+
+      realm.setFlowRole('r1', {
+        name: 'sensors',
+        permissions: [
+          { topic: 'actuators/#', access: 'readWrite' },
+          { topic: 'actuators/locked', access: 'write', deny: true }
+        ]
+      });
+      assert.equal(realm.permissionsFor('alice').allowsTopic('write', 'actuators/locked', who), false);
+
+      realm.removeFlowRole('r1');
+      assert.equal(realm.permissionsFor('alice').allowsTopic('write', 'actuators/a', who), false);
+      assert.equal(realm.getRole('sensors'), undefined);
+    });
+
+    it('permissionsFor reflects the roles of the user, and a disabled or unknown user has none', async function () {
+      realm.setFlowRole('r1', { name: 'sensors', permissions: [{ topic: 'sensors/#', access: 'read' }] });
+      await realm.setFlowUser('n1', def('alice', 'alice-pw-1', { roles: ['sensors'] }));
+      assert.equal(realm.permissionsFor('alice').allowsTopic('read', 'sensors/t', as('alice')), true);
+      await realm.setFlowUser('n1', def('alice', 'alice-pw-1', { roles: [] }));
+      assert.equal(realm.permissionsFor('alice').allowsTopic('read', 'sensors/t', as('alice')), false);
+      await realm.setFlowUser('n1', def('alice', 'alice-pw-1', { roles: ['sensors'], disabled: true }));
+      assert.equal(realm.permissionsFor('alice').allowsTopic('read', 'sensors/t', as('alice')), false);
+      assert.equal(realm.permissionsFor('nobody').allowsTopic('read', 'sensors/t', as('nobody')), false);
+    });
+
+    it('a role change does not reach through a copy: the stored role is the one given at set time', function () {
+      const permissions = [{ topic: 'a/#', access: 'read' as const }];
+      realm.setFlowRole('r1', { name: 'r', permissions });
+      permissions[0].topic = '#';
+      assert.deepEqual(realm.getRole('r')?.permissions, [{ topic: 'a/#', access: 'read' }]);
+    });
+
+    it('rejects an invalid permission, naming its number', function () {
+      assert.throws(
+        () =>
+          realm.setFlowRole('r1', {
+            name: 'bad',
+            permissions: [
+              { topic: 'ok/#', access: 'read' },
+              { topic: 'a/#/b', access: 'read' }
+            ]
+          }),
+        /permission 2: '#' must be the last level/
+      );
+      assert.throws(() => realm.setFlowRole('r1', { name: 'bad', permissions: [{ topic: 'x', access: 'all' as never }] }), /permission 1: access/);
+      assert.equal(realm.getRole('bad'), undefined);
+    });
+
+    it('rejects a role without a name, and the same role defined by two owners', function () {
+      assert.throws(() => realm.setFlowRole('r1', { name: ' ', permissions: [] }), /role name is required/);
+      realm.setFlowRole('r1', { name: 'ops', permissions: [] });
+      assert.throws(() => realm.setFlowRole('r2', { name: 'ops', permissions: [] }), /"ops" is defined twice/);
+    });
+  });
+});
