@@ -144,6 +144,8 @@ export class ClientRegistry extends Realm {
   private windowTimer: NodeJS.Timeout | null = null;
   private sweepTimer: NodeJS.Timeout | null = null;
   private readonly registrationLimiter: RateLimiter;
+  /** requests being recorded (hashing, storing) */
+  private creating = 0;
   /** usernames whose request is being created, and request ids being decided */
   private readonly busy = new Set<string>();
 
@@ -345,10 +347,12 @@ export class ClientRegistry extends Realm {
     if (usernameError) throw new RegistryError(400, usernameError);
     const policyError = checkPasswordPolicy(input.password, this.settings.passwordPolicy);
     if (policyError) throw new RegistryError(400, policyError);
-    if (this.pendingCount >= this.settings.maxPending) throw new RegistryError(503, `the registry is full (${this.settings.maxPending} pending requests)`);
+    // requests still being hashed count too, so concurrent registrations cannot overshoot
+    if (this.pendingCount + this.creating >= this.settings.maxPending) throw new RegistryError(503, `the registry is full (${this.settings.maxPending} pending requests)`);
     if (this.busy.has('user:' + input.username)) throw new RegistryError(409, 'a request for this username is being recorded');
     if (!this.registrationLimiter.take(input.address)) throw new RegistryError(429, 'too many registrations from this address; try again later');
     this.busy.add('user:' + input.username);
+    this.creating++;
     try {
       const passwordHash = await this.hasher.hash(input.password);
       if (this.getUser(input.username) || this.requestFor(input.username)) throw new RegistryError(409, 'username already exists');
@@ -376,6 +380,7 @@ export class ClientRegistry extends Realm {
       this.emit('request', publicRequest(request));
       return request;
     } finally {
+      this.creating--;
       this.busy.delete('user:' + input.username);
     }
   }

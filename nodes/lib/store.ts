@@ -114,7 +114,36 @@ export function applyOps(s: RealmSnapshot, ops: StoreOp[]): void {
   }
 }
 
+const OP_FIELDS: Record<StoreOp['op'], [string, string]> = {
+  user: ['user', 'object'],
+  deleteUser: ['username', 'string'],
+  request: ['request', 'object'],
+  deleteRequest: ['id', 'string'],
+  audit: ['entry', 'object'],
+  revoke: ['fingerprint', 'string']
+};
+
+/** Why a journal record is not one this store wrote, or null. */
+function recordError(rec: unknown): string | null {
+  if (typeof rec !== 'object' || rec === null || Array.isArray(rec)) return 'not a journal record';
+  const r = rec as { seq?: unknown; ops?: unknown };
+  if (!Number.isInteger(r.seq) || (r.seq as number) < 1) return 'record without a sequence number';
+  if (!Array.isArray(r.ops)) return 'record without changes';
+  for (const op of r.ops as unknown[]) {
+    const o = op as Record<string, unknown> | null;
+    const spec = o && typeof o.op === 'string' ? OP_FIELDS[o.op as StoreOp['op']] : undefined;
+    if (!spec) return `unknown change ${JSON.stringify(o?.op ?? o)}`;
+    const v = o![spec[0]];
+    if (typeof v !== spec[1] || v === null) return `malformed "${o!.op}" change`;
+    if (o!.op === 'user' && typeof (v as { username?: unknown }).username !== 'string') return 'malformed "user" change';
+    if (o!.op === 'request' && typeof (v as { id?: unknown }).id !== 'string') return 'malformed "request" change';
+  }
+  return null;
+}
+
 interface Pending {
+  seq: number;
+  ops: StoreOp[];
   line: string;
   resolve: () => void;
   reject: (e: Error) => void;
@@ -158,6 +187,8 @@ export class FileStore implements Store {
       }
       state.audit ??= [];
       this.snapshotBytes = Buffer.byteLength(text);
+    } else if (fs.existsSync(this.journalFile) && fs.statSync(this.journalFile).size > 0) {
+      throw new StoreError(`${this.snapshotFile} is missing but ${this.journalFile} has changes: the store is incomplete. Restore realm.json or move both files away.`);
     } else {
       state = emptySnapshot();
       this.writeSnapshot(state);
@@ -179,33 +210,37 @@ export class FileStore implements Store {
       throw new StoreError(`cannot read ${this.journalFile}: ${(err as Error).message}`);
     }
     const complete = text.lastIndexOf('\n') + 1;
-    if (complete < text.length) {
-      // a torn append from a crash: it was never acknowledged, so it is dropped
-      fs.truncateSync(this.journalFile, Buffer.byteLength(text.slice(0, complete)));
-    }
     const lines = text.slice(0, complete).split('\n');
     lines.pop();
-    lines.forEach((line, i) => {
-      let rec: { seq: number; ops: StoreOp[] };
+    // read everything first: an unreadable journal is reported and left exactly as it is
+    const records = lines.map((line, i) => {
+      let rec: unknown;
       try {
         rec = JSON.parse(line);
       } catch (err) {
         throw new StoreError(`cannot read ${this.journalFile} line ${i + 1}: ${(err as Error).message}. Repair or move the file away; it is never replaced automatically.`);
       }
-      if (rec.seq <= state.seq) return; // already in the snapshot (crash during compaction)
+      const error = recordError(rec);
+      if (error) throw new StoreError(`cannot read ${this.journalFile} line ${i + 1}: ${error}. Repair or move the file away; it is never replaced automatically.`);
+      return rec as { seq: number; ops: StoreOp[] };
+    });
+    for (const rec of records) {
+      if (rec.seq <= state.seq) continue; // already in the snapshot (crash during compaction)
       applyOps(state, rec.ops);
       state.seq = rec.seq;
-    });
+    }
+    if (complete < text.length) {
+      // a torn append from a crash: it was never acknowledged, so it is dropped
+      fs.truncateSync(this.journalFile, Buffer.byteLength(text.slice(0, complete)));
+    }
   }
 
   apply(ops: StoreOp[]): Promise<void> {
     if (this.fd === null) return Promise.reject(new StoreError('store is not open'));
     this.seq++;
     const line = JSON.stringify({ seq: this.seq, ops }) + '\n';
-    applyOps(this.state!, ops);
-    this.state!.seq = this.seq;
     return new Promise((resolve, reject) => {
-      this.queue.push({ line, resolve, reject });
+      this.queue.push({ seq: this.seq, ops, line, resolve, reject });
       if (!this.writing) this.flush();
     });
   }
@@ -225,6 +260,9 @@ export class FileStore implements Store {
       fs.fdatasync(fd, (err2) => {
         if (err2) return this.fail(batch, err2);
         this.journalBytes += buf.length;
+        // the mirror (what compaction writes) only ever holds what is durable
+        for (const p of batch) applyOps(this.state!, p.ops);
+        this.state!.seq = batch[batch.length - 1].seq;
         for (const p of batch) p.resolve();
         if (this.journalBytes >= Math.max(this.minCompactBytes, this.snapshotBytes)) {
           try {
@@ -239,6 +277,12 @@ export class FileStore implements Store {
   }
 
   private fail(batch: Pending[], err: Error): void {
+    // cut off whatever part of the batch reached the file, so the next append starts clean
+    try {
+      if (this.fd !== null) fs.ftruncateSync(this.fd, this.journalBytes);
+    } catch {
+      /* the torn tail is dropped on the next load anyway */
+    }
     for (const p of batch) p.reject(new StoreError(`cannot write ${this.journalFile}: ${err.message}`));
     this.flush();
   }
