@@ -151,6 +151,7 @@ export class PasswordHasher {
       const id = this.nextId++;
       this.jobs.set(id, job);
       (worker as Worker & { jobId?: number }).jobId = id;
+      worker.ref(); // a job in progress keeps the process alive until it is answered
       worker.postMessage({ id, ...msg });
     }
   }
@@ -158,10 +159,10 @@ export class PasswordHasher {
   private spawn(): Worker | null {
     if (this.workers.length >= this.size) return null;
     const worker = new Worker(path.join(__dirname, 'password-worker.js'));
-    worker.unref();
     worker.on('message', (m: { id: number; result?: unknown; error?: string }) => {
       const job = this.jobs.get(m.id);
       this.jobs.delete(m.id);
+      worker.unref();
       this.idle.push(worker);
       if (job) {
         if (m.error !== undefined) job.reject(new Error(m.error));
@@ -173,6 +174,8 @@ export class PasswordHasher {
     worker.on('exit', (code) => {
       if (!this.closed && code !== 0) this.replace(worker, new Error(`password worker exited with code ${code}`));
     });
+    // after the listeners (adding one refs the port again); dispatch() refs it while it works
+    worker.unref();
     this.workers.push(worker);
     return worker;
   }

@@ -281,8 +281,10 @@ export class Realm extends EventEmitter {
       throw err;
     }
     if (!user) {
-      this.throttle.failure(username, address);
-      return { ok: false, code: 4, reason: 'unknown user', unknownUser: true, matchesPending: verified && pending !== null };
+      // a device polling its own pending request knows its password: that is not guessing
+      const matchesPending = verified && pending !== null;
+      if (!matchesPending) this.throttle.failure(username, address);
+      return { ok: false, code: 4, reason: 'unknown user', unknownUser: true, matchesPending };
     }
     if (!verified) {
       this.throttle.failure(username, address);

@@ -255,7 +255,16 @@ export class FileStore implements Store {
     this.writing = true;
     const buf = Buffer.from(batch.map((p) => p.line).join(''));
     const fd = this.fd;
-    fs.write(fd, buf, 0, buf.length, null, (err) => {
+    // a write may be short (a full disk can take part of the buffer): write the rest, or fail
+    const writeAll = (offset: number, done: (err: Error | null) => void): void => {
+      fs.write(fd, buf, offset, buf.length - offset, null, (err, written) => {
+        if (err) return done(err);
+        if (written <= 0) return done(new Error('no progress writing the journal'));
+        if (offset + written < buf.length) return writeAll(offset + written, done);
+        done(null);
+      });
+    };
+    writeAll(0, (err) => {
       if (err) return this.fail(batch, err);
       fs.fdatasync(fd, (err2) => {
         if (err2) return this.fail(batch, err2);
