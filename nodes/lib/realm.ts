@@ -282,8 +282,10 @@ export class Realm extends EventEmitter {
     }
     if (!user) {
       // a device polling its own pending request knows its password: that is not guessing
+      // and while registration is open an unknown username is a registration, limited by the
+      // registry's own rate limit and cap, not a failed login that would lock out a whole NAT
       const matchesPending = verified && pending !== null;
-      if (!matchesPending) this.throttle.failure(username, address);
+      if (!matchesPending && !this.registrationOpen()) this.throttle.failure(username, address);
       return { ok: false, code: 4, reason: 'unknown user', unknownUser: true, matchesPending };
     }
     if (!verified) {
@@ -299,6 +301,11 @@ export class Realm extends EventEmitter {
   /** mTLS: identifies a user by a client certificate (the client registry, with its CA). */
   async authenticateCertificate(_raw: Buffer, _username: string | undefined): Promise<AuthResult> {
     return { ok: false, code: 5, reason: 'client certificates are not accepted here' };
+  }
+
+  /** Is self-registration open (the client registry's window)? */
+  protected registrationOpen(): boolean {
+    return false;
   }
 
   /** The bcrypt hash of a pending registration for this username (the client registry's). */

@@ -283,6 +283,10 @@ export class ClientRegistry extends Realm {
     return id === undefined ? undefined : this.requests.get(id);
   }
 
+  protected override registrationOpen(): boolean {
+    return this.windowState().open;
+  }
+
   protected override pendingHash(username: string): string | null {
     return this.requestFor(username)?.passwordHash ?? null;
   }
