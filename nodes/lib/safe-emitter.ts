@@ -18,9 +18,40 @@ type Callback = (err?: Error | null) => void;
 type Message = { topic: string };
 
 interface MQInternals {
+  _messageQueue: { push(m: unknown): number; shift(): unknown; length: number };
+  _messageCallbacks: { push(m: unknown): number; shift(): unknown; length: number };
   current: number;
   _doing: boolean;
   _do(message: Message, cb: Callback): unknown;
+}
+
+/**
+ * A FIFO with O(1) shift: mqemitter keeps its backlog in arrays and shifts from the front,
+ * which gets slower as a flood grows the backlog. Same push/shift/length surface.
+ */
+class Fifo<T> {
+  private items: (T | undefined)[] = [];
+  private head = 0;
+
+  get length(): number {
+    return this.items.length - this.head;
+  }
+
+  push(item: T): number {
+    this.items.push(item);
+    return this.length;
+  }
+
+  shift(): T | undefined {
+    if (this.head >= this.items.length) return undefined;
+    const item = this.items[this.head];
+    this.items[this.head++] = undefined;
+    if (this.head > 1024 && this.head * 2 > this.items.length) {
+      this.items = this.items.slice(this.head);
+      this.head = 0;
+    }
+    return item;
+  }
 }
 
 const MAX_DEPTH = 64;
@@ -29,8 +60,10 @@ const DRAIN_BATCH = 1000;
 export function createSafeEmitter(opts: { concurrency?: number; matchEmptyLevels?: boolean }): ReturnType<typeof mqemitter> {
   const mq = mqemitter(opts);
   const internals = mq as unknown as MQInternals;
+  internals._messageQueue = new Fifo();
+  internals._messageCallbacks = new Fifo();
   const originalDo = internals._do;
-  const waiting: [Message, Callback][] = [];
+  const waiting = new Fifo<[Message, Callback]>();
   let depth = 0;
   let scheduled = false;
 

@@ -7,7 +7,6 @@
  */
 import assert from 'node:assert/strict';
 import path from 'node:path';
-import { monitorEventLoopDelay } from 'node:perf_hooks';
 import type { MqttClient, IClientOptions } from 'mqtt';
 import { Realm, type RealmOptions } from '../../nodes/lib/realm';
 import { RegistryBroker, type AccessEvent, type AccessEventTopic, type BrokerOptions } from '../../nodes/lib/broker';
@@ -740,7 +739,7 @@ describe('broker engine: aedes bound to a realm, with real MQTT clients', functi
   // ---- 15. wrong-password storm -------------------------------------------------------------
 
   describe('wrong-password storm', function () {
-    it('keeps delivering messages and the event loop responsive while bcrypt runs for 60 bad logins', async function () {
+    it('keeps delivering messages while bcrypt runs for 60 bad logins, on worker threads only', async function () {
       this.timeout(40_000);
       await start({
         realm: {
@@ -760,8 +759,17 @@ describe('broker engine: aedes bound to a realm, with real MQTT clients', functi
       assert.deepEqual(await subscribe(bob, 'storm/#', 1), [1]);
       const inbox = pool.inbox(bob);
 
-      const delay = monitorEventLoopDelay({ resolution: 1 });
-      delay.enable();
+      // bcrypt must run on the worker threads, never here: count main-thread bcryptjs calls
+      const mainThreadBcrypt = require('bcryptjs') as Record<string, (...a: unknown[]) => unknown>;
+      const originals = new Map<string, (...a: unknown[]) => unknown>();
+      let mainThreadCalls = 0;
+      for (const fn of ['compare', 'compareSync', 'hash', 'hashSync']) {
+        originals.set(fn, mainThreadBcrypt[fn]);
+        mainThreadBcrypt[fn] = (...a: unknown[]) => {
+          mainThreadCalls++;
+          return originals.get(fn)!(...a);
+        };
+      }
       let lastRefusalAt = 0;
       const storm = Promise.all(
         Array.from({ length: 60 }, (_, i) =>
@@ -778,14 +786,14 @@ describe('broker engine: aedes bound to a realm, with real MQTT clients', functi
       const codes = await storm;
       await sent;
       await waitFor(() => inbox.length >= 200, 10_000, '200 messages');
-      delay.disable();
+      for (const [fn, original] of originals) mainThreadBcrypt[fn] = original;
 
       assert.deepEqual(new Set(codes), new Set([4]), 'every bad login refused with CONNACK 4');
       assert.deepEqual(inbox.map((m) => Number(m.payload)), Array.from({ length: 200 }, (_, i) => i));
       const before = inbox.filter((m) => m.at < lastRefusalAt).length;
       assert.ok(before >= 150, `${before} of 200 messages were delivered during the storm`);
-      const maxMs = delay.max / 1e6;
-      assert.ok(maxMs < 100, `event-loop delay peaked at ${maxMs.toFixed(1)} ms`);
+      // (the event-loop stall itself is measured by npm run bench, not asserted here)
+      assert.equal(mainThreadCalls, 0, 'no bcrypt on the broker\'s event loop');
     });
   });
 
