@@ -137,6 +137,7 @@ export function registerRoutes(api: RoutesApi): void {
       window: r.windowState(),
       pending: r.pendingCount,
       error: r.error?.message ?? null,
+      caError: r.caError?.message ?? null,
       store: r.storeLocation,
       brokers: [...r.brokers].map((b) => ({ id: b.id, ...b.addresses() }))
     });

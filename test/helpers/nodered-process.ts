@@ -22,6 +22,8 @@ export interface StartOptions {
   credentials?: Record<string, Record<string, string>>;
   users?: AdminUser[];
   clientRegistry?: object;
+  /** other packages from this checkout's node_modules to install in the user directory */
+  modules?: string[];
   /** keep an existing user directory (restart tests) */
   userDir?: string;
   nodeRedPath?: string;
@@ -42,6 +44,11 @@ export class NodeRedProcess {
     fs.mkdirSync(modules, { recursive: true });
     const link = path.join(modules, 'node-red-contrib-client-registry');
     if (!fs.existsSync(link)) fs.symlinkSync(ROOT, link, 'dir');
+    for (const name of opts.modules ?? []) {
+      const target = path.join(modules, name);
+      fs.mkdirSync(path.dirname(target), { recursive: true });
+      if (!fs.existsSync(target)) fs.symlinkSync(path.join(ROOT, 'node_modules', name), target, 'dir');
+    }
     for (const u of opts.users ?? []) this.scopes.set(u.username, Array.isArray(u.permissions) ? u.permissions.join(' ') : u.permissions);
     const adminAuth = opts.users
       ? {
@@ -55,6 +62,7 @@ export class NodeRedProcess {
       flowFile: 'flows.json',
       credentialSecret: false,
       editorTheme: { tours: false },
+      telemetry: { enabled: false },
       logging: { console: { level: 'info', metrics: false, audit: false } },
       adminAuth,
       clientRegistry: { bcryptCost: 4, ...(opts.clientRegistry ?? {}) }
