@@ -152,4 +152,56 @@ describe('the administrator in a real browser (Chromium, playwright-core)', func
     assert.ok([401, 403].includes(res.status));
     assert.equal((await red.api('GET', 'client-registry/users')).body.some((u: { username: string }) => u.username === 'dev-ro'), false);
   });
+
+  it('approves with the registry-requests node button instead', async function () {
+    await start();
+    const port = await freePort();
+    ({ page, errors } = await openEditor(browser, red.url, { username: 'admin', password: 'admin-pass' }));
+    await importFlow(page, selfRegistration(port));
+    await deploy(page);
+    await red.api('POST', 'client-registry/window', { open: true });
+    await deviceRequests(port, 'dev-002');
+    const request = await pendingRequest(red, 'dev-002');
+    await clickNodeButton(page, await nodeId(page, 'registry-requests'));
+    const item = page.locator(`.cr-requests-dialog .cr-dialog-request[data-username="dev-002"]`);
+    await item.waitFor({ timeout: 10000 });
+    assert.equal((await item.locator('.cr-pairing-code').textContent())?.trim(), request.pairingCode);
+    await screenshot(page, 'requests-node-dialog');
+    await item.locator('.cr-dialog-approve').click();
+    await page.locator('.cr-requests-dialog .cr-confirm').first().click();
+    for (let i = 0; i < 50 && !(await red.api('GET', 'client-registry/users')).body.some((u: { username: string }) => u.username === 'dev-002'); i++) {
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const user = ((await red.api('GET', 'client-registry/users')).body as { username: string; roles: string[] }[]).find((u) => u.username === 'dev-002');
+    assert.deepEqual(user?.roles, ['device'], 'the node grants its grantRoles');
+    await deviceConnects(port, 'dev-002');
+  });
+
+  it('approves from the Dashboard 2.0 page of "Approve devices from a dashboard"', async function () {
+    const port = await freePort();
+    await start([...selfRegistration(port), ...example('Approve devices from a dashboard')], ['@flowfuse/node-red-dashboard']);
+    await red.api('POST', 'client-registry/window', { open: true });
+    await deviceRequests(port, 'dev-003');
+    const request = await pendingRequest(red, 'dev-003');
+    const dashboard = await browser.newPage({ viewport: { width: 1200, height: 800 } });
+    const dashErrors: Error[] = [];
+    dashboard.on('pageerror', (e) => dashErrors.push(e));
+    try {
+      await dashboard.goto(`${red.url}/dashboard/devices`);
+      const row = dashboard.locator(`.cr-approval-row[data-username="dev-003"]`);
+      await row.waitFor({ timeout: 20000 });
+      assert.equal((await row.locator('.cr-approval-code').textContent())?.trim(), request.pairingCode);
+      await screenshot(dashboard, 'dashboard-approval');
+      await row.locator('.cr-approval-approve').click();
+      for (let i = 0; i < 50 && !(await red.api('GET', 'client-registry/users')).body.some((u: { username: string }) => u.username === 'dev-003'); i++) {
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      await deviceConnects(port, 'dev-003');
+      await row.waitFor({ state: 'detached', timeout: 10000 });
+      await screenshot(dashboard, 'dashboard-after-approval');
+    } finally {
+      await dashboard.close();
+    }
+    assert.deepEqual(dashErrors.map((e) => e.message), [], 'no dashboard page errors');
+  });
 });
