@@ -169,8 +169,18 @@ export function registerRoutes(api: RoutesApi): void {
     const r = realm();
     if (bound === r) return;
     bound = r;
+    // coalesced: a thousand devices reconnecting at once make one notice, not two thousand
+    const timers = new Map<string, NodeJS.Timeout>();
     for (const kind of ['window', 'request', 'decision', 'users', 'roles', 'audit', 'clients']) {
-      r.on(kind, () => api.publish('client-registry/update', { kind }));
+      r.on(kind, () => {
+        if (timers.has(kind)) return;
+        const t = setTimeout(() => {
+          timers.delete(kind);
+          api.publish('client-registry/update', { kind });
+        }, 200);
+        t.unref();
+        timers.set(kind, t);
+      });
     }
   };
   bind();

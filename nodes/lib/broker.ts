@@ -78,9 +78,9 @@ interface Session {
   prefix: string;
   /** the will as sent in CONNECT, already prefixed and checked */
   will: unknown;
-  /** per-client memo of read decisions by topic (cleared when permissions change) */
-  readable: Map<string, boolean>;
-  writable: Map<string, boolean>;
+  /** per-client memo of read / write decisions by topic, created on first use */
+  readable: Map<string, boolean> | null;
+  writable: Map<string, boolean> | null;
   perms: CompiledPermissions;
 }
 
@@ -101,6 +101,9 @@ function memo(map: Map<string, boolean>, key: string, compute: () => boolean): b
   map.set(key, value);
   return value;
 }
+
+const readMemo = (s: Session): Map<string, boolean> => (s.readable ??= new Map());
+const writeMemo = (s: Session): Map<string, boolean> => (s.writable ??= new Map());
 
 /** An error carrying the CONNACK return code aedes should send. */
 function connackError(code: number, message: string): Error & { returnCode: number } {
@@ -287,8 +290,8 @@ export class RegistryBroker extends EventEmitter {
       address,
       prefix: user.publishPrefix,
       will: null,
-      readable: new Map(),
-      writable: new Map(),
+      readable: null,
+      writable: null,
       perms
     };
     const will = (client as unknown as { _will?: PublishPacket | null })._will;
@@ -330,7 +333,7 @@ export class RegistryBroker extends EventEmitter {
 
   private mayWrite(s: Session, topic: string): boolean {
     if (topic.startsWith('$')) return false; // $SYS and every other reserved tree
-    return memo(s.writable, topic, () => s.perms.allowsTopic('write', topic, s));
+    return memo(writeMemo(s), topic, () => s.perms.allowsTopic('write', topic, s));
   }
 
   private authorizePublish(client: RegistryClient | null, packet: PublishPacket, cb: (err?: Error | null) => void): void {
@@ -368,7 +371,7 @@ export class RegistryBroker extends EventEmitter {
     const s = client[SESSION];
     if (!s) return null;
     const topic = packet.topic;
-    return memo(s.readable, topic, () => s.perms.allowsTopic('read', topic, s)) ? packet : null;
+    return memo(readMemo(s), topic, () => s.perms.allowsTopic('read', topic, s)) ? packet : null;
   }
 
   // ---- changes of users and roles -------------------------------------------------------------

@@ -99,7 +99,8 @@ export class PasswordHasher {
 
   constructor(
     readonly cost = 10,
-    private readonly size = Math.max(1, Math.min(2, availableParallelism())),
+    // leave a core to the broker's event loop (and its garbage collector) during login storms
+    private readonly size = Math.max(1, Math.min(2, availableParallelism() - 1)),
     private readonly maxQueued = 256
   ) {}
 

@@ -245,9 +245,9 @@ export class Realm extends EventEmitter {
   }
 
   private roleChanged(name: string): void {
-    const affected = this.listUsers()
-      .filter((u) => u.roles.includes(name))
-      .map((u) => u.username);
+    const affected: string[] = [];
+    for (const e of this.flowUsers.values()) if (e.value.roles.includes(name)) affected.push(e.value.username);
+    for (const u of this.storedUsers.values()) if (u.roles.includes(name) && !this.flowUsers.has(u.username)) affected.push(u.username);
     for (const u of affected) this.compiled.delete(u);
     if (affected.length > 0) this.emit('kick', affected, `role "${name}" changed`);
     this.emit('roles');
