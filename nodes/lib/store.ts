@@ -160,6 +160,9 @@ export class FileStore implements Store {
   private queue: Pending[] = [];
   private writing = false;
   private state: RealmSnapshot | null = null;
+  private compacting = false;
+  /** journal offset up to which realm.json now holds everything (rotation pending) */
+  private rotateAt: number | null = null;
 
   constructor(dir: string, private readonly minCompactBytes = 1 << 20) {
     this.location = dir;
@@ -195,7 +198,7 @@ export class FileStore implements Store {
     }
     this.replayJournal(state);
     this.seq = state.seq;
-    this.fd = fs.openSync(this.journalFile, 'a', 0o600);
+    this.fd = fs.openSync(this.journalFile, 'a+', 0o600);
     this.journalBytes = fs.fstatSync(this.fd).size;
     this.state = state;
     return structuredClone(state);
@@ -247,6 +250,7 @@ export class FileStore implements Store {
 
   /** Group commit: everything queued while the previous fsync ran goes out in one write. */
   private flush(): void {
+    if (this.rotateAt !== null && this.fd !== null) this.rotateJournal(this.rotateAt);
     const batch = this.queue.splice(0);
     if (batch.length === 0 || this.fd === null) {
       this.writing = false;
@@ -273,13 +277,7 @@ export class FileStore implements Store {
         for (const p of batch) applyOps(this.state!, p.ops);
         this.state!.seq = batch[batch.length - 1].seq;
         for (const p of batch) p.resolve();
-        if (this.journalBytes >= Math.max(this.minCompactBytes, this.snapshotBytes)) {
-          try {
-            this.compactNow();
-          } catch {
-            /* the journal stays valid; compaction is tried again after the next write */
-          }
-        }
+        if (!this.compacting && this.journalBytes >= Math.max(this.minCompactBytes, this.snapshotBytes)) this.startCompaction();
         this.flush();
       });
     });
@@ -297,16 +295,98 @@ export class FileStore implements Store {
   }
 
   /**
-   * Snapshot of everything applied so far, then an empty journal. Runs between two writes of
-   * the journal; records still queued are in the snapshot already and are skipped on replay
-   * by their sequence number.
+   * Compaction without stopping the world: a view of the durable state (objects are replaced on
+   * change, never edited, so shallow copies are consistent) is written to realm.json.tmp in
+   * chunks while appends go on; once it is renamed into place, the journal keeps only what was
+   * appended since (rotateJournal, between two appends). Replay skips records by sequence
+   * number, so a crash at any point in between loses nothing and applies nothing twice.
    */
-  private compactNow(): void {
-    if (this.fd === null || !this.state) return;
-    this.writeSnapshot(this.state);
-    fs.ftruncateSync(this.fd, 0);
-    fs.fsyncSync(this.fd);
-    this.journalBytes = 0;
+  private startCompaction(): void {
+    const state = this.state!;
+    this.compacting = true;
+    const view: RealmSnapshot = {
+      version: 1,
+      seq: state.seq,
+      secret: state.secret,
+      users: { ...state.users },
+      requests: { ...state.requests },
+      audit: state.audit.slice(),
+      revoked: (state.revoked ?? []).slice()
+    };
+    const offset = this.journalBytes;
+    this.writeSnapshotAsync(view).then(
+      () => {
+        this.rotateAt = offset;
+        if (!this.writing) this.flush();
+      },
+      () => {
+        this.compacting = false; // the journal is still complete; tried again after a later write
+      }
+    );
+  }
+
+  /** Keeps only the journal's bytes after `offset` (what realm.json does not hold yet). */
+  private rotateJournal(offset: number): void {
+    this.rotateAt = null;
+    try {
+      const fd = this.fd!;
+      const tail = Buffer.alloc(this.journalBytes - offset);
+      if (tail.length > 0) fs.readSync(fd, tail, 0, tail.length, offset);
+      const tmp = this.journalFile + '.tmp';
+      const out = fs.openSync(tmp, 'w', 0o600);
+      try {
+        fs.writeSync(out, tail);
+        fs.fsyncSync(out);
+      } finally {
+        fs.closeSync(out);
+      }
+      fs.renameSync(tmp, this.journalFile);
+      this.syncFolder();
+      fs.closeSync(fd);
+      this.fd = fs.openSync(this.journalFile, 'a+', 0o600);
+      this.journalBytes = tail.length;
+    } catch {
+      /* the old journal is still valid (records in realm.json are skipped on replay) */
+    } finally {
+      this.compacting = false;
+    }
+  }
+
+  private async writeSnapshotAsync(view: RealmSnapshot): Promise<void> {
+    const tmp = this.snapshotFile + '.tmp';
+    const fh = await fs.promises.open(tmp, 'w', 0o600);
+    let bytes = 0;
+    const put = async (text: string): Promise<void> => {
+      const buf = Buffer.from(text);
+      bytes += buf.length;
+      await fh.write(buf);
+    };
+    try {
+      const { users, ...rest } = view;
+      const head = JSON.stringify(rest);
+      await put(head.slice(0, -1) + ',"users":{');
+      const names = Object.keys(users);
+      for (let i = 0; i < names.length; i += 1000) {
+        const part = names.slice(i, i + 1000).map((n) => JSON.stringify(n) + ':' + JSON.stringify(users[n]));
+        await put((i > 0 ? ',' : '') + part.join(','));
+      }
+      await put('}}');
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    await fs.promises.rename(tmp, this.snapshotFile);
+    this.syncFolder();
+    this.snapshotBytes = bytes;
+  }
+
+  private syncFolder(): void {
+    const dirFd = fs.openSync(this.location, 'r');
+    try {
+      fs.fsyncSync(dirFd);
+    } finally {
+      fs.closeSync(dirFd);
+    }
   }
 
   private writeSnapshot(state: RealmSnapshot): void {
@@ -320,17 +400,15 @@ export class FileStore implements Store {
       fs.closeSync(fd);
     }
     fs.renameSync(tmp, this.snapshotFile);
-    const dirFd = fs.openSync(this.location, 'r');
-    try {
-      fs.fsyncSync(dirFd);
-    } finally {
-      fs.closeSync(dirFd);
-    }
+    this.syncFolder();
     this.snapshotBytes = Buffer.byteLength(text);
   }
 
   async close(): Promise<void> {
-    while (this.writing || this.queue.length > 0) await new Promise((r) => setTimeout(r, 5));
+    while (this.writing || this.queue.length > 0 || this.compacting) {
+      if (!this.writing && this.rotateAt !== null) this.flush();
+      await new Promise((r) => setTimeout(r, 5));
+    }
     if (this.fd !== null) fs.closeSync(this.fd);
     this.fd = null;
   }
