@@ -304,11 +304,13 @@ export class FileStore implements Store {
   private startCompaction(): void {
     const state = this.state!;
     this.compacting = true;
+    // users are read chunk by chunk as they are then: a user changed after `seq` is written in
+    // its newer state, and its journal record (kept by the rotation) puts it again on replay
     const view: RealmSnapshot = {
       version: 1,
       seq: state.seq,
       secret: state.secret,
-      users: { ...state.users },
+      users: state.users,
       requests: { ...state.requests },
       audit: state.audit.slice(),
       revoked: (state.revoked ?? []).slice()
@@ -366,9 +368,16 @@ export class FileStore implements Store {
       const head = JSON.stringify(rest);
       await put(head.slice(0, -1) + ',"users":{');
       const names = Object.keys(users);
+      let first = true;
       for (let i = 0; i < names.length; i += 1000) {
-        const part = names.slice(i, i + 1000).map((n) => JSON.stringify(n) + ':' + JSON.stringify(users[n]));
-        await put((i > 0 ? ',' : '') + part.join(','));
+        const part = names
+          .slice(i, i + 1000)
+          .filter((n) => users[n] !== undefined)
+          .map((n) => JSON.stringify(n) + ':' + JSON.stringify(users[n]));
+        if (part.length > 0) {
+          await put((first ? '' : ',') + part.join(','));
+          first = false;
+        }
       }
       await put('}}');
       await fh.sync();
