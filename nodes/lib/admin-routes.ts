@@ -101,7 +101,8 @@ export function registerRoutes(api: RoutesApi): void {
     const b = body(req);
     if (typeof b.open !== 'boolean') return send(res, Promise.reject(new RegistryError(400, 'open must be true or false')));
     const r = realm();
-    send(res, b.open ? r.openWindow(b.minutes === undefined ? 5 : (b.minutes as number), who(req)) : r.closeWindow(who(req)));
+    // inside a promise: a bad `minutes` becomes a 400 reply, not an exception in the handler
+    send(res, Promise.resolve().then(() => (b.open ? r.openWindow(b.minutes === undefined ? 5 : (b.minutes as number), who(req)) : r.closeWindow(who(req)))));
   });
 
   a.get('/client-registry/requests', read, (_req, res) => send(res, realm().listRequests()));
@@ -158,7 +159,11 @@ export function registerRoutes(api: RoutesApi): void {
         .then((b) => realm().register(b, req.ip ?? req.socket.remoteAddress ?? ''))
         .then(
           (r) => res.status(r.status).json(r.body),
-          (err: Error) => res.status(err instanceof RegistryError ? err.status : 500).json({ error: err.message })
+          // devices are not told internals (paths, store errors); 4xx reasons are theirs
+          (err: Error) =>
+            err instanceof RegistryError && err.status < 500
+              ? res.status(err.status).json({ error: err.message })
+              : res.status(err instanceof RegistryError ? err.status : 500).json({ error: 'the client registry cannot take registrations right now' })
         );
     });
   }

@@ -85,6 +85,10 @@ interface Session {
 }
 
 const MEMO_LIMIT = 1024;
+const MAX_CLAIMS = 100_000;
+const MAX_TOPIC_BYTES = 65535;
+/** aedes' default (and ceiling) for topic levels */
+const MAX_TOPIC_LEVELS = 100;
 const SESSION = Symbol('client-registry.session');
 type RegistryClient = Client & { [SESSION]?: Session; _emptyId?: boolean };
 
@@ -121,8 +125,12 @@ export class RegistryBroker extends EventEmitter {
   private readonly sockets = new Set<Duplex>();
   /** client id -> the client holding it and its user (connected or connecting) */
   private readonly owners = new Map<string, { username: string; client: Client }>();
-  /** client id -> user owning its persistent session (CleanSession=0) */
-  private readonly sessionOwners = new Map<string, string>();
+  /**
+   * client id -> the user that first connected with it. A client id stays bound to its user
+   * (connected or not, clean session or not) while that user exists and is enabled: another user
+   * can neither take over its session nor act as it through a {clientId} permission.
+   */
+  private readonly claims = new Map<string, string>();
   private readonly byUser = new Map<string, Set<RegistryClient>>();
   /** refused publishes to acknowledge and drop (see authorizePublish) */
   private readonly dropped = new WeakSet<object>();
@@ -280,8 +288,8 @@ export class RegistryBroker extends EventEmitter {
     if (owner && owner.username !== user.username && owner.client !== client && !owner.client.closed) {
       refuse(2, `client id "${clientId}" is in use by another user`);
     }
-    const sessionOwner = this.sessionOwners.get(clientId);
-    if (sessionOwner && sessionOwner !== user.username) refuse(2, `client id "${clientId}" belongs to another user's session`);
+    const claimedBy = this.claims.get(clientId);
+    if (claimedBy && claimedBy !== user.username) refuse(2, `client id "${clientId}" belongs to another user`);
 
     const perms = this.realm.permissionsFor(user.username);
     const session: Session = {
@@ -306,12 +314,24 @@ export class RegistryBroker extends EventEmitter {
     }
     client[SESSION] = session;
     this.owners.set(clientId, { username: user.username, client });
-    if (!client.clean) this.sessionOwners.set(clientId, user.username);
-    else if (sessionOwner) this.sessionOwners.delete(clientId);
+    if (!client._emptyId) this.claim(clientId, user.username);
     let set = this.byUser.get(user.username);
     if (!set) this.byUser.set(user.username, (set = new Set()));
     set.add(client);
     client.conn.once('close', () => this.forget(client, session));
+  }
+
+  private claim(clientId: string, username: string): void {
+    this.claims.delete(clientId);
+    this.claims.set(clientId, username);
+    if (this.claims.size <= MAX_CLAIMS) return;
+    // bounded: forget the oldest claim whose client is not connected
+    for (const [id] of this.claims) {
+      if (!this.owners.has(id)) {
+        this.claims.delete(id);
+        break;
+      }
+    }
   }
 
   /** The client certificate a TLS client presented and the CA verified (mTLS), if any. */
@@ -333,6 +353,8 @@ export class RegistryBroker extends EventEmitter {
 
   private mayWrite(s: Session, topic: string): boolean {
     if (topic.startsWith('$')) return false; // $SYS and every other reserved tree
+    // a prefix can push a topic past what MQTT can encode or aedes can match: never deliverable
+    if (s.prefix && (Buffer.byteLength(topic) > MAX_TOPIC_BYTES || topic.split('/').length > MAX_TOPIC_LEVELS)) return false;
     return memo(writeMemo(s), topic, () => s.perms.allowsTopic('write', topic, s));
   }
 
@@ -379,6 +401,11 @@ export class RegistryBroker extends EventEmitter {
   /** Disconnects every session of these users (their permissions no longer hold). */
   kick(usernames: string[], reason: string): void {
     for (const u of usernames) {
+      const user = this.realm.getUser(u);
+      if (!user || user.disabled) {
+        // a removed (or disabled) user's client ids are free again
+        for (const [id, owner] of this.claims) if (owner === u) this.claims.delete(id);
+      }
       const set = this.byUser.get(u);
       if (!set) continue;
       this.byUser.delete(u);

@@ -29,7 +29,8 @@ export interface PasswordPolicy {
 }
 
 export const DEFAULT_POLICY: PasswordPolicy = { min: 8 };
-const MAX_PASSWORD_BYTES = 1024;
+/** bcrypt reads 72 bytes; longer passwords would match on their first 72 only */
+export const MAX_PASSWORD_BYTES = 72;
 
 const CLASSES: { key: keyof PasswordPolicy; re: RegExp; name: string }[] = [
   { key: 'lower', re: /\p{Ll}/gu, name: 'lowercase letter' },
@@ -60,6 +61,15 @@ export function validatePolicy(policy: unknown): string | null {
     if (!['min', 'lower', 'upper', 'numeric', 'symbol'].includes(k)) return `passwordPolicy: unknown rule "${k}"`;
     if (!Number.isInteger(v) || (v as number) < 0) return `passwordPolicy.${k} must be a whole number >= 0`;
   }
+  return null;
+}
+
+/** Returns why a publish prefix is unusable, or null: no wildcards, no NUL, no '$' tree. */
+export function validatePublishPrefix(prefix: unknown): string | null {
+  if (typeof prefix !== 'string') return 'publishPrefix must be a string';
+  if (Buffer.byteLength(prefix) > 1024) return 'publishPrefix must be at most 1024 bytes';
+  if (prefix.includes('+') || prefix.includes('#') || prefix.includes('\u0000')) return "publishPrefix must not contain '+', '#' or NUL";
+  if (prefix.startsWith('$')) return "publishPrefix must not start with '$'";
   return null;
 }
 

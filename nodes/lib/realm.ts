@@ -8,8 +8,8 @@
 import { EventEmitter } from 'node:events';
 import { createHmac, randomBytes } from 'node:crypto';
 import { CompiledPermissions, validatePermission, type Permission } from './permissions';
-import { BusyError, PasswordHasher, VerificationCache, validateUsername } from './passwords';
-import { LoginThrottle, type LoginThrottleOptions, DEFAULT_LOGIN_THROTTLE } from './throttle';
+import { BusyError, MAX_PASSWORD_BYTES, PasswordHasher, VerificationCache, validatePublishPrefix, validateUsername } from './passwords';
+import { LoginThrottle, RateLimiter, type LoginThrottleOptions, DEFAULT_LOGIN_THROTTLE } from './throttle';
 
 export type UserSource = 'flow' | 'registry' | 'api';
 
@@ -88,6 +88,8 @@ export class Realm extends EventEmitter {
   readonly hasher: PasswordHasher;
   readonly cache = new VerificationCache();
   readonly throttle: LoginThrottle;
+  /** attempts with unknown usernames per address while registration is open (each costs bcrypt) */
+  private readonly unknownLimiter = new RateLimiter(60, 60);
   /** users defined by registry-user config nodes, by username */
   private readonly flowUsers = new Map<string, FlowEntry<User>>();
   /** users created by approvals and the API, by username */
@@ -130,6 +132,9 @@ export class Realm extends EventEmitter {
     const usernameError = validateUsername(def.username);
     if (usernameError) throw new Error(usernameError);
     if (!def.password) throw new Error('password is required');
+    if (Buffer.byteLength(def.password) > MAX_PASSWORD_BYTES) throw new Error(`password must be at most ${MAX_PASSWORD_BYTES} bytes`);
+    const prefixError = validatePublishPrefix(def.publishPrefix ?? '');
+    if (prefixError) throw new Error(prefixError);
     const existing = this.flowUsers.get(def.username);
     if (existing && existing.ownerId !== ownerId) throw new Error(`user "${def.username}" is defined twice in the flows`);
     // the newest definition of this owner wins, and a removal cancels one still hashing
@@ -266,8 +271,14 @@ export class Realm extends EventEmitter {
     const hash = user?.passwordHash ?? null;
     if (user && hash && this.cache.has(username, hash, password)) return this.accept(user, address);
 
+    if (Buffer.byteLength(password) > MAX_PASSWORD_BYTES) return { ok: false, code: 4, reason: 'password too long', user };
     const wait = this.throttle.remaining(username, address);
     if (wait > 0) return { ok: false, code: 5, throttled: true, reason: `too many failed logins; retry in ${Math.ceil(wait / 1000)} s` };
+    if (!user && this.registrationOpen() && !this.unknownLimiter.take(address)) {
+      return { ok: false, code: 5, throttled: true, reason: 'too many attempts with unknown usernames from this address' };
+    }
+    // counted before bcrypt runs, so parallel guesses cannot all pass the check above
+    this.throttle.byUsername.failure(username);
 
     // an unknown username is checked against its pending request, if any, or a dummy hash:
     // the same bcrypt work either way, so timing does not tell whether a user exists
@@ -285,11 +296,12 @@ export class Realm extends EventEmitter {
       // and while registration is open an unknown username is a registration, limited by the
       // registry's own rate limit and cap, not a failed login that would lock out a whole NAT
       const matchesPending = verified && pending !== null;
-      if (!matchesPending && !this.registrationOpen()) this.throttle.failure(username, address);
+      if (matchesPending || this.registrationOpen()) this.throttle.byUsername.reset(username);
+      else this.throttle.byAddress.failure(address);
       return { ok: false, code: 4, reason: 'unknown user', unknownUser: true, matchesPending };
     }
     if (!verified) {
-      this.throttle.failure(username, address);
+      this.throttle.byAddress.failure(address);
       return { ok: false, code: 4, reason: hash ? 'wrong password' : 'user has no password', user };
     }
     const now = this.getUser(username);

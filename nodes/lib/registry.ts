@@ -12,7 +12,7 @@
  */
 import { randomBytes, randomInt } from 'node:crypto';
 import { Realm, type AuthResult, type User } from './realm';
-import { checkPasswordPolicy, validateUsername } from './passwords';
+import { checkPasswordPolicy, validatePublishPrefix, validateUsername } from './passwords';
 import { RateLimiter } from './throttle';
 import { AUDIT_KEEP, type AuditEntry, type PendingRequest, type Store, type StoreOp } from './store';
 import type { RegistrySettings } from './settings';
@@ -526,10 +526,15 @@ export class ClientRegistry extends Realm {
     if (!this.ca?.issued?.(cert)) return { ok: false, code: 5, reason: 'client certificate not issued by the registry CA' };
     const cn = /(?:^|\n)CN=([^\n]*)/.exec(cert.subject)?.[1] ?? '';
     if (username && username !== cn) return { ok: false, code: 5, reason: `username "${username}" does not match the certificate CN "${cn}"` };
+    if (cert.keyUsage && !cert.keyUsage.includes('1.3.6.1.5.5.7.3.2')) return { ok: false, code: 5, reason: 'the certificate is not for client authentication' };
     if (this.revoked.has(cert.fingerprint256)) return { ok: false, code: 5, reason: 'client certificate revoked' };
     const user = this.getUser(cn);
     if (!user) return { ok: false, code: 5, reason: `no user "${cn}" for this certificate` };
-    if (user.certificates.some((c) => c.fingerprint === cert.fingerprint256 && c.revoked)) return { ok: false, code: 5, reason: 'client certificate revoked' };
+    const known = user.certificates.find((c) => c.fingerprint === cert.fingerprint256);
+    if (known?.revoked) return { ok: false, code: 5, reason: 'client certificate revoked' };
+    // the realm's own CA signs only on approval, so its certificates are recorded on their user;
+    // an existing CA from the settings may have issued others (trusted as that CA's policy)
+    if (!known && !this.settings.ca) return { ok: false, code: 5, reason: 'certificate not issued to this user by the registry' };
     if (user.disabled) return { ok: false, code: 5, reason: 'user disabled', user };
     return { ok: true, user };
   }
@@ -558,8 +563,8 @@ export class ClientRegistry extends Realm {
     const fail = (status: number, error: string) => ({ status, body: { error } });
     try {
       await this.ready();
-    } catch (err) {
-      return fail(503, `client registry unavailable: ${(err as Error).message}`);
+    } catch {
+      return fail(503, 'the client registry is unavailable');
     }
     if (typeof body !== 'object' || body === null || Array.isArray(body)) return fail(400, 'the body must be a JSON object');
     const b = body as Record<string, unknown>;
@@ -639,7 +644,10 @@ export class ClientRegistry extends Realm {
     const roles = input.roles ?? [];
     const rolesError = validateRoles(roles);
     if (rolesError) throw new RegistryError(400, rolesError);
-    if (input.publishPrefix !== undefined && typeof input.publishPrefix !== 'string') throw new RegistryError(400, 'publishPrefix must be a string');
+    if (input.publishPrefix !== undefined) {
+      const err = validatePublishPrefix(input.publishPrefix);
+      if (err) throw new RegistryError(400, err);
+    }
     if (this.getUser(username) || this.requestFor(username)?.status === 'pending') throw new RegistryError(409, `user "${username}" already exists`);
     if (this.busy.has('user:' + username)) throw new RegistryError(409, `user "${username}" is being created`);
     this.busy.add('user:' + username);
@@ -694,8 +702,9 @@ export class ClientRegistry extends Realm {
       next.disabled = changes.disabled;
     }
     if (changes.publishPrefix !== undefined) {
-      if (typeof changes.publishPrefix !== 'string') throw new RegistryError(400, 'publishPrefix must be a string');
-      next.publishPrefix = changes.publishPrefix;
+      const err = validatePublishPrefix(changes.publishPrefix);
+      if (err) throw new RegistryError(400, err);
+      next.publishPrefix = changes.publishPrefix as string;
     }
     if (changes.password !== undefined) {
       const err = checkPasswordPolicy(changes.password, this.settings.passwordPolicy);

@@ -198,7 +198,9 @@ export class FileStore implements Store {
     }
     this.replayJournal(state);
     this.seq = state.seq;
+    const created = !fs.existsSync(this.journalFile);
     this.fd = fs.openSync(this.journalFile, 'a+', 0o600);
+    if (created) this.syncFolder(); // the journal's own name must be durable before its first record
     this.journalBytes = fs.fstatSync(this.fd).size;
     this.state = state;
     return structuredClone(state);
@@ -333,11 +335,15 @@ export class FileStore implements Store {
     try {
       const fd = this.fd!;
       const tail = Buffer.alloc(this.journalBytes - offset);
-      if (tail.length > 0) fs.readSync(fd, tail, 0, tail.length, offset);
+      for (let got = 0; got < tail.length; ) {
+        const n = fs.readSync(fd, tail, got, tail.length - got, offset + got);
+        if (n <= 0) throw new Error('journal shorter than expected');
+        got += n;
+      }
       const tmp = this.journalFile + '.tmp';
       const out = fs.openSync(tmp, 'w', 0o600);
       try {
-        fs.writeSync(out, tail);
+        for (let off = 0; off < tail.length; ) off += fs.writeSync(out, tail, off, tail.length - off);
         fs.fsyncSync(out);
       } finally {
         fs.closeSync(out);
@@ -403,7 +409,8 @@ export class FileStore implements Store {
     const tmp = this.snapshotFile + '.tmp';
     const fd = fs.openSync(tmp, 'w', 0o600);
     try {
-      fs.writeSync(fd, text);
+      const buf = Buffer.from(text);
+      for (let off = 0; off < buf.length; ) off += fs.writeSync(fd, buf, off, buf.length - off);
       fs.fsyncSync(fd);
     } finally {
       fs.closeSync(fd);

@@ -97,9 +97,9 @@ export class LoginThrottle {
     if (address) this.byAddress.failure(address);
   }
 
-  success(username: string, address: string): void {
+  /** A correct password clears its username's failures; an address keeps its own (they decay). */
+  success(username: string, _address: string): void {
     this.byUsername.reset(username);
-    this.byAddress.reset(address);
   }
 }
 

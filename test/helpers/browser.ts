@@ -98,6 +98,16 @@ export async function clickNodeButton(page: Page, id: string): Promise<void> {
 
 /** Shows the Client Registry sidebar tab. */
 export async function openSidebar(page: Page): Promise<void> {
-  await page.evaluate(() => (window as unknown as { RED: { sidebar: { show(id: string): void } } }).RED.sidebar.show('client-registry'));
-  await page.waitForSelector('.cr-sidebar', { state: 'visible', timeout: 10000 });
+  type Sidebar = { RED: { sidebar: { show(id: string): void; containsTab(id: string): boolean } } };
+  await page.waitForFunction(() => (window as unknown as Sidebar).RED.sidebar.containsTab('client-registry'), undefined, { timeout: 15000 });
+  for (let i = 0; i < 10; i++) {
+    await page.evaluate(() => (window as unknown as Sidebar).RED.sidebar.show('client-registry'));
+    try {
+      await page.waitForSelector('.cr-sidebar', { state: 'visible', timeout: 1500 });
+      return;
+    } catch {
+      /* the editor was still laying out its sidebar: show it again */
+    }
+  }
+  await page.waitForSelector('.cr-sidebar', { state: 'visible', timeout: 5000 });
 }
