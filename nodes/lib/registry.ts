@@ -25,24 +25,11 @@ export interface WindowState {
   remainingMs: number;
 }
 
-export interface PublicRequest {
-  id: string;
-  username: string;
-  pairingCode: string;
-  flow: 'mqtt' | 'rest';
-  clientId: string;
-  address: string;
-  requestedAt: string;
-  lastSeenAt: string;
-  expiresAt: string;
+/** A request as the admin API, events and flows see it: no hash, no CSR or certificate PEM. */
+export type PublicRequest = Omit<PendingRequest, 'passwordHash' | 'csr' | 'certificate' | 'context'> & {
   hasCsr: boolean;
   context: unknown;
-  roles: string[];
-  status: PendingRequest['status'];
-  decidedAt?: string;
-  decidedBy?: string;
-  grantedRoles?: string[];
-}
+};
 
 export interface PublicUser {
   username: string;
@@ -117,6 +104,12 @@ function pairingCode(): string {
   let code = '';
   for (let i = 0; i < 6; i++) code += PAIRING_ALPHABET[randomInt(PAIRING_ALPHABET.length)];
   return code;
+}
+
+/** Role names from a flow property: a list (or a comma-separated string), trimmed, distinct. */
+export function roleList(value: unknown): string[] {
+  const items = Array.isArray(value) ? value : typeof value === 'string' ? value.split(',') : [];
+  return [...new Set(items.map((r) => String(r).trim()).filter((r) => r.length > 0))];
 }
 
 /** Role names: a list of non-empty strings without commas. */

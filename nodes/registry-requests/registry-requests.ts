@@ -5,7 +5,7 @@
  */
 import type { Node, NodeAPI, NodeDef, NodeMessageInFlow } from 'node-red';
 import { setupRuntime } from '../lib/runtime';
-import { RegistryError, publicUser, validateRoles, type ClientRegistry, type PublicRequest } from '../lib/registry';
+import { RegistryError, publicUser, roleList, validateRoles, type ClientRegistry, type PublicRequest } from '../lib/registry';
 
 interface RequestsNodeDef extends NodeDef {
   grantRoles: string[] | string;
@@ -16,11 +16,6 @@ interface RequestsNode extends Node {
 }
 
 type Decision = { kind: 'approved' | 'denied' | 'expired'; request: PublicRequest; user?: unknown };
-
-function roleList(value: unknown): string[] {
-  const items = Array.isArray(value) ? value : typeof value === 'string' ? value.split(',') : [];
-  return [...new Set(items.map((r) => String(r).trim()).filter((r) => r.length > 0))];
-}
 
 export = function (RED: NodeAPI) {
   const runtime = setupRuntime(RED as never);

@@ -4,7 +4,7 @@
  */
 import type { Node, NodeAPI, NodeDef } from 'node-red';
 import { setupRuntime } from '../lib/runtime';
-import type { ClientRegistry } from '../lib/registry';
+import { roleList, type ClientRegistry } from '../lib/registry';
 import { SupersededError } from '../lib/realm';
 
 interface UserNodeDef extends NodeDef {
@@ -12,12 +12,6 @@ interface UserNodeDef extends NodeDef {
   roles: string[] | string;
   publishPrefix: string;
   disabled: boolean;
-}
-
-/** Roles arrive as a list; older or hand-written flows may carry a comma-separated string. */
-function roleList(value: unknown): string[] {
-  const items = Array.isArray(value) ? value : typeof value === 'string' ? value.split(',') : [];
-  return [...new Set(items.map((r) => String(r).trim()).filter((r) => r.length > 0))];
 }
 
 export = function (RED: NodeAPI) {
