@@ -244,6 +244,9 @@ export class RegistryBroker extends EventEmitter {
     a.on('connectionError', () => {
       /* idem, before CONNECT */
     });
+    // aedes reports internal failures (persistence, cluster) as 'error': an EventEmitter 'error'
+    // without a listener would throw and take the whole Node-RED runtime down
+    (a as unknown as EventEmitter).on('error', (err: Error) => this.emit('warning', err));
   }
 
   private event(topic: AccessEventTopic, s: { username: string; clientId: string; address: string }, extra: object = {}): void {

@@ -128,6 +128,7 @@ export = function (RED: NodeAPI) {
       ]
         .filter(Boolean)
         .join(', ');
+      node.broker.on('warning', (err: Error) => node.warn(err.message));
       node.broker.on('access', (evt: AccessEvent) => {
         node.send({ topic: evt.topic, payload: evt.payload });
         if (evt.topic === 'connected' || evt.topic === 'disconnected') scheduleStatus();

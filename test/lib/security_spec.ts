@@ -124,4 +124,12 @@ describe('security review findings', function () {
     assert.equal(r.ok, false);
     assert.match((r as { reason: string }).reason, /not issued to this user/);
   });
+
+  it('turns an internal aedes error into a warning instead of crashing the process', async function () {
+    await startBroker();
+    const warnings: Error[] = [];
+    broker!.on('warning', (e: Error) => warnings.push(e));
+    (broker!.aedes as unknown as NodeJS.EventEmitter).emit('error', new Error('persistence exploded'));
+    assert.deepEqual(warnings.map((w) => w.message), ['persistence exploded']);
+  });
 });
