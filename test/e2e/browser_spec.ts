@@ -137,8 +137,11 @@ describe('the administrator in a real browser (Chromium, playwright-core)', func
     ({ page, errors } = await openEditor(browser, red.url, { username: 'viewer', password: 'viewer-pass' }));
     await openSidebar(page);
     const row = page.locator('tr.cr-request-row[data-username="dev-ro"]');
-    await row.waitFor({ timeout: 10000 });
-    await screenshot(page, 'sidebar-read-only');
+    try {
+      await row.waitFor({ timeout: 10000 });
+    } finally {
+      await screenshot(page, 'sidebar-read-only');
+    }
     assert.equal(await row.locator('button.cr-approve').isDisabled(), true, 'Allow is disabled');
     assert.equal(await row.locator('button.cr-deny').isDisabled(), true, 'Deny is disabled');
     assert.equal(await page.locator('button.cr-window-toggle').isDisabled(), true, 'the lock is disabled');

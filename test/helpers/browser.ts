@@ -100,14 +100,12 @@ export async function clickNodeButton(page: Page, id: string): Promise<void> {
 export async function openSidebar(page: Page): Promise<void> {
   type Sidebar = { RED: { sidebar: { show(id: string): void; containsTab(id: string): boolean } } };
   await page.waitForFunction(() => (window as unknown as Sidebar).RED.sidebar.containsTab('client-registry'), undefined, { timeout: 15000 });
-  for (let i = 0; i < 10; i++) {
-    await page.evaluate(() => (window as unknown as Sidebar).RED.sidebar.show('client-registry'));
-    try {
-      await page.waitForSelector('.cr-sidebar', { state: 'visible', timeout: 1500 });
-      return;
-    } catch {
-      /* the editor was still laying out its sidebar: show it again */
-    }
+  // the editor may switch to its info tab once the flows have loaded: show ours until it stays
+  const visible = (): Promise<boolean> => page.locator('.cr-sidebar').isVisible();
+  for (let i = 0; i < 20; i++) {
+    if (!(await visible())) await page.evaluate(() => (window as unknown as Sidebar).RED.sidebar.show('client-registry'));
+    await page.waitForTimeout(300);
+    if ((await visible()) && (await page.waitForTimeout(300).then(visible))) return;
   }
   await page.waitForSelector('.cr-sidebar', { state: 'visible', timeout: 5000 });
 }
