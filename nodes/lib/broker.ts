@@ -123,15 +123,14 @@ export class RegistryBroker extends EventEmitter {
   private upgradeHandler: ((req: http.IncomingMessage, socket: Duplex, head: Buffer) => void) | null = null;
   /** raw connections, so close() also ends those that never sent CONNECT */
   private readonly sockets = new Set<Duplex>();
-  /** client id -> the client holding it and its user (connected or connecting) */
-  private readonly owners = new Map<string, { username: string; client: Client }>();
+  /** client id -> the authenticated client holding it (connected or connecting) */
+  private readonly owners = new Map<string, RegistryClient>();
   /**
    * client id -> the user that first connected with it. A client id stays bound to its user
    * (connected or not, clean session or not) while that user exists and is enabled: another user
    * can neither take over its session nor act as it through a {clientId} permission.
    */
   private readonly claims = new Map<string, string>();
-  private readonly byUser = new Map<string, Set<RegistryClient>>();
   /** refused publishes to acknowledge and drop (see authorizePublish) */
   private readonly dropped = new WeakSet<object>();
   private readonly onKick: (usernames: string[], reason: string) => void;
@@ -188,11 +187,9 @@ export class RegistryBroker extends EventEmitter {
   /** Connected clients, for the admin view. */
   clients(): ConnectedClient[] {
     const list: ConnectedClient[] = [];
-    for (const set of this.byUser.values()) {
-      for (const c of set) {
-        const s = c[SESSION];
-        if (s && c.connected) list.push({ clientId: s.clientId, username: s.username, address: s.address });
-      }
+    for (const c of this.owners.values()) {
+      const s = c[SESSION];
+      if (s && c.connected) list.push({ clientId: s.clientId, username: s.username, address: s.address });
     }
     return list;
   }
@@ -288,7 +285,7 @@ export class RegistryBroker extends EventEmitter {
     if (this.closed || client.closed) throw connackError(3, 'broker closing');
 
     const owner = this.owners.get(clientId);
-    if (owner && owner.username !== user.username && owner.client !== client && !owner.client.closed) {
+    if (owner && owner !== client && !owner.closed && owner[SESSION]?.username !== user.username) {
       refuse(2, `client id "${clientId}" is in use by another user`);
     }
     const claimedBy = this.claims.get(clientId);
@@ -316,12 +313,9 @@ export class RegistryBroker extends EventEmitter {
       session.will = will;
     }
     client[SESSION] = session;
-    this.owners.set(clientId, { username: user.username, client });
+    this.owners.set(clientId, client);
     if (!client._emptyId) this.claim(clientId, user.username);
-    let set = this.byUser.get(user.username);
-    if (!set) this.byUser.set(user.username, (set = new Set()));
-    set.add(client);
-    client.conn.once('close', () => this.forget(client, session));
+    client.conn.once('close', this.onConnectionClosed);
   }
 
   private claim(clientId: string, username: string): void {
@@ -345,11 +339,21 @@ export class RegistryBroker extends EventEmitter {
     return cert && cert.raw ? cert.raw : null;
   }
 
+  /** One handler for every connection (no closure per client): `this` is the socket. */
+  private readonly onConnectionClosed = ((broker: RegistryBroker) =>
+    function (this: Duplex & { client?: RegistryClient }): void {
+      const client = this.client;
+      const s = client?.[SESSION];
+      if (client && s) broker.forget(client, s);
+    })(this);
+
+  private readonly untrack = ((sockets: Set<Duplex>) =>
+    function (this: Duplex): void {
+      sockets.delete(this);
+    })(this.sockets);
+
   private forget(client: RegistryClient, s: Session): void {
-    if (this.owners.get(s.clientId)?.client === client) this.owners.delete(s.clientId);
-    const set = this.byUser.get(s.username);
-    set?.delete(client);
-    if (set?.size === 0) this.byUser.delete(s.username);
+    if (this.owners.get(s.clientId) === client) this.owners.delete(s.clientId);
   }
 
   // ---- authorize ---------------------------------------------------------------------------
@@ -403,21 +407,22 @@ export class RegistryBroker extends EventEmitter {
 
   /** Disconnects every session of these users (their permissions no longer hold). */
   kick(usernames: string[], reason: string): void {
-    for (const u of usernames) {
+    const who = new Set(usernames);
+    for (const u of who) {
       const user = this.realm.getUser(u);
       if (!user || user.disabled) {
         // a removed (or disabled) user's client ids are free again
         for (const [id, owner] of this.claims) if (owner === u) this.claims.delete(id);
       }
-      const set = this.byUser.get(u);
-      if (!set) continue;
-      this.byUser.delete(u);
-      for (const client of set) {
-        const s = client[SESSION];
-        if (s) this.event('disconnected', s, { reason });
-        delete client[SESSION]; // any packet still in flight now fails closed
-        client.close();
-      }
+    }
+    // a scan of the sessions: changes of users and roles are rare, sessions are many
+    for (const client of [...this.owners.values()]) {
+      const s = client[SESSION];
+      if (!s || !who.has(s.username)) continue;
+      this.event('disconnected', s, { reason });
+      this.forget(client, s);
+      delete client[SESSION]; // any packet still in flight now fails closed
+      client.close();
     }
   }
 
@@ -484,7 +489,7 @@ export class RegistryBroker extends EventEmitter {
 
   private track(socket: Duplex): void {
     this.sockets.add(socket);
-    socket.once('close', () => this.sockets.delete(socket));
+    socket.once('close', this.untrack);
   }
 
   private upgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer): void {
@@ -517,21 +522,26 @@ export class RegistryBroker extends EventEmitter {
  * Corking a socket on its first write and uncorking it at the end of this turn of the event
  * loop sends what one turn produced together, with no added delay.
  */
+const CORKED = Symbol('client-registry.corked');
+type CorkableSocket = net.Socket & { [CORKED]?: boolean };
+
+function uncorkSocket(socket: CorkableSocket): void {
+  socket[CORKED] = false;
+  if (!socket.destroyed) socket.uncork();
+}
+
+/** Shared by every socket (no closures per connection). */
+function coalescedWrite(this: CorkableSocket, ...args: unknown[]): boolean {
+  if (!this[CORKED] && !this.destroyed) {
+    this[CORKED] = true;
+    this.cork();
+    setImmediate(uncorkSocket, this);
+  }
+  return (Object.getPrototypeOf(this).write as (...a: unknown[]) => boolean).apply(this, args);
+}
+
 function coalesceWrites(socket: net.Socket): void {
-  const write = socket.write;
-  let corked = false;
-  const flush = (): void => {
-    corked = false;
-    if (!socket.destroyed) socket.uncork();
-  };
-  socket.write = function (this: net.Socket, ...args: unknown[]) {
-    if (!corked && !socket.destroyed) {
-      corked = true;
-      socket.cork();
-      setImmediate(flush);
-    }
-    return (write as (...a: unknown[]) => boolean).apply(this, args);
-  } as typeof socket.write;
+  socket.write = coalescedWrite as typeof socket.write;
 }
 
 function listenOn(server: net.Server, port: number, host?: string): Promise<void> {
