@@ -358,11 +358,14 @@ export class RegistryBroker extends EventEmitter {
 
   // ---- authorize ---------------------------------------------------------------------------
 
+  /** Decided once per topic and client (memo): later publishes to the same topic cost a lookup. */
   private mayWrite(s: Session, topic: string): boolean {
-    if (topic.startsWith('$')) return false; // $SYS and every other reserved tree
-    // a prefix can push a topic past what MQTT can encode or aedes can match: never deliverable
-    if (s.prefix && (Buffer.byteLength(topic) > MAX_TOPIC_BYTES || topic.split('/').length > MAX_TOPIC_LEVELS)) return false;
-    return memo(writeMemo(s), topic, () => s.perms.allowsTopic('write', topic, s));
+    return memo(writeMemo(s), topic, () => {
+      if (topic.startsWith('$')) return false; // $SYS and every other reserved tree
+      // a prefix can push a topic past what MQTT can encode or aedes can match: never deliverable
+      if (s.prefix && (Buffer.byteLength(topic) > MAX_TOPIC_BYTES || topic.split('/').length > MAX_TOPIC_LEVELS)) return false;
+      return s.perms.allowsTopic('write', topic, s);
+    });
   }
 
   private authorizePublish(client: RegistryClient | null, packet: PublishPacket, cb: (err?: Error | null) => void): void {
