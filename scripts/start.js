@@ -5,8 +5,8 @@
  *
  * Everything lives in .nr-user/ (git-ignored): settings, flows, credentials, the realm's store.
  * The example's users get demo passwords on first start; flows you change are kept.
- * Environment: PORT (editor, default 1880), HOST (default 127.0.0.1), MQTT_PORT (the example
- * broker's port on first start, default 1883), NR_USER_DIR.
+ * Environment: PORT (editor, default 1880), HOST (editor and demo broker address, default
+ * 127.0.0.1), MQTT_PORT (the example broker's port on first start, default 1883), NR_USER_DIR.
  */
 'use strict';
 const fs = require('node:fs');
@@ -55,7 +55,11 @@ if (!fs.existsSync(flowsFile)) {
   const creds = {};
   for (const n of flows) {
     if (n.type === 'registry-user' && DEMO_PASSWORDS[n.username]) creds[n.id] = { password: DEMO_PASSWORDS[n.username] };
-    if (n.type === 'registry-broker' && process.env.MQTT_PORT) n.port = String(Number(process.env.MQTT_PORT));
+    if (n.type === 'registry-broker') {
+      if (process.env.MQTT_PORT) n.port = String(Number(process.env.MQTT_PORT));
+      // the demo users' passwords are public (README): the demo broker listens where the editor does
+      n.host = process.env.HOST || '127.0.0.1';
+    }
   }
   fs.writeFileSync(flowsFile, JSON.stringify(flows, null, 2));
   fs.writeFileSync(path.join(userDir, 'flows_cred.json'), JSON.stringify(creds, null, 2));

@@ -54,33 +54,76 @@ function send(res: Res, promise: Promise<unknown> | unknown): void {
   );
 }
 
-/** JSON body: the admin app has parsed it already; the node app has not (read it, bounded). */
+/** The media type of a request body ("application/json"), lower case, without parameters. */
+function mediaType(req: Req): string {
+  const header = req.headers['content-type'];
+  return typeof header === 'string' ? header.split(';')[0].trim().toLowerCase() : '';
+}
+
+/**
+ * Admin write routes take JSON only, as Node-RED's own do: a cross-site HTML form can send
+ * urlencoded, multipart or text/plain bodies without asking, but not application/json (that
+ * needs a CORS preflight Node-RED does not grant), so no web page can drive these routes.
+ */
+function jsonOnly(req: Req, res: Res, next: () => void): void {
+  if (mediaType(req) === 'application/json') return next();
+  res.status(415).json({ error: 'the body must be JSON (Content-Type: application/json)' });
+}
+
+const READ_TIMEOUT_MS = 10_000;
+
+/**
+ * The device endpoint's JSON body, at most MAX_BODY bytes. Node-RED's admin app may share the
+ * root and have parsed it already (its own parsers, with a larger limit): then its result is
+ * used, held to our limit; otherwise the stream is read here, bounded in bytes and time.
+ * Always settles: a body that was consumed before us, or never ends, is an error, not a wait.
+ */
 function readBody(req: Req): Promise<unknown> {
-  if (req.body !== undefined && !(typeof req.body === 'object' && req.body !== null && Object.keys(req.body).length === 0 && req.readableEnded)) {
-    return Promise.resolve(req.body);
+  if (mediaType(req) !== 'application/json') return Promise.reject(new RegistryError(415, 'the body must be JSON (Content-Type: application/json)'));
+  const declared = Number(req.headers['content-length']);
+  if (declared > MAX_BODY) return Promise.reject(new RegistryError(413, `the body must be at most ${MAX_BODY} bytes`));
+  if ((req as { _body?: boolean })._body === true) {
+    let size: number;
+    try {
+      size = Buffer.byteLength(JSON.stringify(req.body) ?? '');
+    } catch {
+      return Promise.reject(new RegistryError(400, 'the body must be JSON'));
+    }
+    return size > MAX_BODY ? Promise.reject(new RegistryError(413, `the body must be at most ${MAX_BODY} bytes`)) : Promise.resolve(req.body);
   }
+  if (req.readableEnded || req.destroyed) return Promise.resolve(undefined);
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
-    req.on('data', (c: Buffer) => {
+    const timer = setTimeout(() => finish(new RegistryError(408, 'the body did not arrive in time')), READ_TIMEOUT_MS);
+    const finish = (err: Error | null, value?: unknown): void => {
+      clearTimeout(timer);
+      req.off('data', onData);
+      req.off('end', onEnd);
+      req.off('error', onError);
+      if (err) {
+        reject(err);
+        req.resume(); // discard the rest; the answer goes out with Connection: close
+      } else resolve(value);
+    };
+    const onData = (c: Buffer): void => {
       size += c.length;
-      if (size > MAX_BODY) {
-        reject(new RegistryError(413, `the body must be at most ${MAX_BODY} bytes`));
-        req.destroy();
-        return;
-      }
+      if (size > MAX_BODY) return finish(new RegistryError(413, `the body must be at most ${MAX_BODY} bytes`));
       chunks.push(c);
-    });
-    req.on('end', () => {
+    };
+    const onEnd = (): void => {
       const text = Buffer.concat(chunks).toString('utf8');
-      if (text.trim() === '') return resolve(undefined);
+      if (text.trim() === '') return finish(null, undefined);
       try {
-        resolve(JSON.parse(text));
+        finish(null, JSON.parse(text));
       } catch {
-        reject(new RegistryError(400, 'the body must be JSON'));
+        finish(new RegistryError(400, 'the body must be JSON'));
       }
-    });
-    req.on('error', reject);
+    };
+    const onError = (): void => finish(new RegistryError(400, 'the body could not be read'));
+    req.on('data', onData);
+    req.on('end', onEnd);
+    req.on('error', onError);
   });
 }
 
@@ -92,7 +135,9 @@ export function registerRoutes(api: RoutesApi): void {
   if (registered.has(api.httpAdmin)) return;
   registered.add(api.httpAdmin);
   const read = api.needsPermission('client-registry.read');
-  const write = api.needsPermission('client-registry.write');
+  const writeAny = api.needsPermission('client-registry.write');
+  // POST and PUT: client-registry.write, and a JSON body (no cross-site forms)
+  const write: Middleware = (req, res, next) => writeAny(req, res, () => jsonOnly(req, res, next));
   const a = api.httpAdmin;
   const realm = api.realm;
 
@@ -117,8 +162,9 @@ export function registerRoutes(api: RoutesApi): void {
   a.put('/client-registry/users/:username', write, (req, res) =>
     send(res, realm().updateUser(req.params.username, body(req), who(req)).then(publicUser))
   );
-  a.delete('/client-registry/users/:username', write, (req, res) => send(res, realm().deleteUser(req.params.username, who(req))));
-  a.delete('/client-registry/users/:username/certificates/:fingerprint', write, (req, res) =>
+  // DELETE has no body, and no web page can send it cross-site without a CORS preflight
+  a.delete('/client-registry/users/:username', writeAny, (req, res) => send(res, realm().deleteUser(req.params.username, who(req))));
+  a.delete('/client-registry/users/:username/certificates/:fingerprint', writeAny, (req, res) =>
     send(res, realm().revokeCertificate(req.params.username, req.params.fingerprint, who(req)).then(publicUser))
   );
 
@@ -160,11 +206,17 @@ export function registerRoutes(api: RoutesApi): void {
         .then(
           (r) => res.status(r.status).json(r.body),
           // devices are not told internals (paths, store errors); 4xx reasons are theirs
-          (err: Error) =>
-            err instanceof RegistryError && err.status < 500
-              ? res.status(err.status).json({ error: err.message })
-              : res.status(err instanceof RegistryError ? err.status : 500).json({ error: 'the client registry cannot take registrations right now' })
-        );
+          (err: Error) => {
+            if (res.headersSent) return;
+            if (err instanceof RegistryError && err.status < 500) {
+              // the rest of a refused body is not read: the connection ends with this answer
+              if (!req.readableEnded) res.setHeader('connection', 'close');
+              return res.status(err.status).json({ error: err.message });
+            }
+            res.status(err instanceof RegistryError ? err.status : 500).json({ error: 'the client registry cannot take registrations right now' });
+          }
+        )
+        .catch(() => undefined);
     });
   }
 

@@ -3,14 +3,16 @@
  *
  * One function per aedes hook (authenticate, authorizePublish, authorizeSubscribe,
  * authorizeForward), each failing closed for a client we did not authenticate ourselves.
- * See shared/reference/anchors.md, "aedes hook pitfalls", for why each check is where it is.
+ *
+ * Before authentication every connection is held to small limits (see PreAuthGate and
+ * docs/SECURITY.md): packet size, time to CONNECT, connections per address and in total.
  */
 import { EventEmitter } from 'node:events';
 import net from 'node:net';
 import tls from 'node:tls';
 import type http from 'node:http';
 import type { Duplex } from 'node:stream';
-import { WebSocketServer, createWebSocketStream } from 'ws';
+import { WebSocketServer, createWebSocketStream, type WebSocket } from 'ws';
 import type {
   Aedes,
   AedesPublishPacket,
@@ -20,8 +22,10 @@ import type {
 } from 'aedes' with { 'resolution-mode': 'import' };
 import type { ConnectedClient, Realm, User } from './realm';
 import type { CompiledPermissions } from './permissions';
-import { isValidFilter } from './permissions';
+import { MAX_TOPIC_BYTES, MAX_TOPIC_LEVELS, isValidFilter, topicNameError } from './permissions';
 import { createSafeEmitter } from './safe-emitter';
+import { DEFAULT_LIMITS, type Limits } from './settings';
+import { limitPacketSize, pendingWill, setWebSocketMaxPayload, tlsRawSocket } from './aedes-internals';
 
 export type AccessEventTopic =
   | 'connected'
@@ -64,11 +68,18 @@ export interface BrokerOptions {
   tls?: { cert: string; key: string } | null;
   /** mTLS: only client certificates issued by this CA (PEM); the CN is the username */
   clientCa?: string | null;
+  /** mTLS: the CA's current certificate revocation list (PEM), checked at the TLS handshake */
+  crl?: (() => string | null) | null;
   /** bind address for the listeners (default: all interfaces) */
   host?: string;
   /** disconnect a client whose publish is refused, instead of acknowledging and dropping it */
   disconnectOnDeniedPublish?: boolean;
+  /** limits on what the network can make the broker hold (defaults: DEFAULT_LIMITS) */
+  limits?: Partial<Limits>;
 }
+
+/** What a topic may be used for: published, refused (acknowledged and dropped), or invalid (the connection ends). */
+type WriteDecision = 'allow' | 'deny' | 'invalid';
 
 /** What we know of an authenticated client. */
 interface Session {
@@ -79,35 +90,113 @@ interface Session {
   /** the will as sent in CONNECT, already prefixed and checked */
   will: unknown;
   /** per-client memo of read / write decisions by topic, created on first use */
-  readable: Map<string, boolean> | null;
-  writable: Map<string, boolean> | null;
+  readable: TopicMemo<boolean> | null;
+  writable: TopicMemo<WriteDecision> | null;
   perms: CompiledPermissions;
 }
 
-const MEMO_LIMIT = 1024;
-const MAX_CLAIMS = 100_000;
-const MAX_TOPIC_BYTES = 65535;
-/** aedes' default (and ceiling) for topic levels */
-const MAX_TOPIC_LEVELS = 100;
+/** A memo of decisions by topic, bounded in bytes: long topics are decided every time. */
+interface TopicMemo<V> {
+  map: Map<string, V>;
+  chars: number;
+}
+const MEMO_MAX_TOPIC_CHARS = 1024;
+const MEMO_MAX_CHARS = 16 * 1024;
+
+function memo<V>(m: TopicMemo<V>, key: string, compute: () => V): V {
+  const known = m.map.get(key);
+  if (known !== undefined) return known;
+  const value = compute();
+  if (key.length > MEMO_MAX_TOPIC_CHARS) return value;
+  if (m.chars + key.length > MEMO_MAX_CHARS) {
+    m.map.clear();
+    m.chars = 0;
+  }
+  m.map.set(key, value);
+  m.chars += key.length;
+  return value;
+}
+
+const readMemo = (s: Session): TopicMemo<boolean> => (s.readable ??= { map: new Map(), chars: 0 });
+const writeMemo = (s: Session): TopicMemo<WriteDecision> => (s.writable ??= { map: new Map(), chars: 0 });
+
 const SESSION = Symbol('client-registry.session');
+const LIMITS = Symbol('client-registry.limits');
+/** the socket a connection's pre-authentication slot is charged to (TLS: the raw TCP socket) */
+const GATE_SOCKET = Symbol('client-registry.gateSocket');
+/** the WebSocket under a stream, whose message limit grows after authentication */
+const WEBSOCKET = Symbol('client-registry.webSocket');
 type RegistryClient = Client & { [SESSION]?: Session; _emptyId?: boolean };
+type GatedStream = Duplex & { [GATE_SOCKET]?: Duplex; [WEBSOCKET]?: WebSocket };
 
 function addressOf(client: Client): string {
   const conn = client.conn as Partial<net.Socket> | undefined;
   return conn?.remoteAddress ?? client.req?.socket?.remoteAddress ?? '';
 }
 
-function memo(map: Map<string, boolean>, key: string, compute: () => boolean): boolean {
-  const known = map.get(key);
-  if (known !== undefined) return known;
-  const value = compute();
-  if (map.size >= MEMO_LIMIT) map.clear();
-  map.set(key, value);
-  return value;
+/** Before authentication a packet may be maxConnectBytes; after it, maxPacketBytes. */
+function packetLimit(client: Client): number {
+  const limits = (client as unknown as { broker: { [LIMITS]: Limits } }).broker[LIMITS];
+  return (client as RegistryClient)[SESSION] ? limits.maxPacketBytes : limits.maxConnectBytes;
 }
 
-const readMemo = (s: Session): Map<string, boolean> => (s.readable ??= new Map());
-const writeMemo = (s: Session): Map<string, boolean> => (s.writable ??= new Map());
+/**
+ * Connections not yet authenticated, per remote address and in total. A connection takes a
+ * slot when it is accepted (before the TLS handshake, before any byte is parsed) and gives it
+ * back when it authenticates or closes; one over the limit is closed at once.
+ */
+const GATE = Symbol('client-registry.gate');
+const GATED_ADDRESS = Symbol('client-registry.gatedAddress');
+type GateSocket = Duplex & { [GATE]?: PreAuthGate; [GATED_ADDRESS]?: string; remoteAddress?: string };
+
+/** Shared by every socket (no closure per connection): `this` is the socket. */
+function releaseGateSlot(this: GateSocket): void {
+  this[GATE]?.release(this);
+}
+
+export class PreAuthGate {
+  private readonly perAddress = new Map<string, number>();
+  private total = 0;
+
+  constructor(private readonly limits: Pick<Limits, 'maxPreAuthPerAddress' | 'maxPreAuth'>) {}
+
+  /** Takes a slot for a new connection; false (and the caller closes it) at a limit. */
+  admit(socket: GateSocket): boolean {
+    const address = socket.remoteAddress ?? '';
+    const n = this.perAddress.get(address) ?? 0;
+    if (n >= this.limits.maxPreAuthPerAddress || this.total >= this.limits.maxPreAuth) return false;
+    this.perAddress.set(address, n + 1);
+    this.total++;
+    socket[GATE] = this;
+    socket[GATED_ADDRESS] = address;
+    socket.once('close', releaseGateSlot);
+    return true;
+  }
+
+  /** Gives the slot back (authenticated or closed); safe to call more than once. */
+  release(socket: GateSocket): void {
+    const address = socket[GATED_ADDRESS];
+    if (address === undefined || socket[GATE] !== this) return;
+    socket[GATED_ADDRESS] = undefined;
+    socket[GATE] = undefined;
+    socket.off('close', releaseGateSlot);
+    const n = (this.perAddress.get(address) ?? 1) - 1;
+    if (n > 0) this.perAddress.set(address, n);
+    else this.perAddress.delete(address);
+    this.total--;
+  }
+
+  get size(): number {
+    return this.total;
+  }
+}
+
+/** The path of a request target, without query; never throws (any string from the network). */
+function requestPath(url: unknown): string {
+  if (typeof url !== 'string') return '';
+  const q = url.indexOf('?');
+  return q === -1 ? url : url.slice(0, q);
+}
 
 /** An error carrying the CONNACK return code aedes should send. */
 function connackError(code: number, message: string): Error & { returnCode: number } {
@@ -125,16 +214,15 @@ export class RegistryBroker extends EventEmitter {
   private readonly sockets = new Set<Duplex>();
   /** client id -> the authenticated client holding it (connected or connecting) */
   private readonly owners = new Map<string, RegistryClient>();
-  /**
-   * client id -> the user that first connected with it. A client id stays bound to its user
-   * (connected or not, clean session or not) while that user exists and is enabled: another user
-   * can neither take over its session nor act as it through a {clientId} permission.
-   */
-  private readonly claims = new Map<string, string>();
+  readonly limits: Limits;
+  private readonly gate: PreAuthGate;
+  private readonly isConnected = (clientId: string): boolean => this.owners.has(clientId);
   /** refused publishes to acknowledge and drop (see authorizePublish) */
   private readonly dropped = new WeakSet<object>();
   private readonly onKick: (usernames: string[], reason: string) => void;
+  private readonly onRealmWarning = (err: Error): void => void this.emit('warning', err);
   private closed = false;
+  private crlTimer: NodeJS.Timeout | null = null;
 
   private constructor(
     aedes: Aedes,
@@ -143,8 +231,12 @@ export class RegistryBroker extends EventEmitter {
   ) {
     super();
     this.aedes = aedes;
+    this.limits = { ...DEFAULT_LIMITS, ...opts.limits };
+    this.gate = new PreAuthGate(this.limits);
+    (aedes as unknown as { [LIMITS]: Limits })[LIMITS] = this.limits;
     this.onKick = (usernames, reason) => this.kick(usernames, reason);
     realm.on('kick', this.onKick);
+    realm.on('warning', this.onRealmWarning);
     realm.brokers.add(this);
   }
 
@@ -154,7 +246,8 @@ export class RegistryBroker extends EventEmitter {
     const aedes = await Aedes.createBroker({
       id: opts.id,
       mq: createSafeEmitter({ concurrency: 100, matchEmptyLevels: true }) as never,
-      drainTimeout: 30_000
+      drainTimeout: 30_000,
+      connectTimeout: { ...DEFAULT_LIMITS, ...opts.limits }.connectTimeoutMs
     });
     const broker = new RegistryBroker(aedes, realm, opts);
     broker.wire();
@@ -265,6 +358,10 @@ export class RegistryBroker extends EventEmitter {
       throw connackError(code, reason);
     };
     if (client._emptyId && !client.clean) refuse(2, 'empty client id requires CleanSession=1');
+    if (Buffer.byteLength(clientId) > this.limits.maxClientIdBytes) {
+      who.clientId = clientId.slice(0, 64) + '…';
+      refuse(2, `client id longer than ${this.limits.maxClientIdBytes} bytes`);
+    }
     const peer = this.peerCertificate(client);
     if (!username && !peer) refuse(4, 'username required');
 
@@ -288,8 +385,8 @@ export class RegistryBroker extends EventEmitter {
     if (owner && owner !== client && !owner.closed && owner[SESSION]?.username !== user.username) {
       refuse(2, `client id "${clientId}" is in use by another user`);
     }
-    const claimedBy = this.claims.get(clientId);
-    if (claimedBy && claimedBy !== user.username) refuse(2, `client id "${clientId}" belongs to another user`);
+    const claimedBy = this.realm.clientIds.ownerOf(clientId);
+    if (claimedBy !== undefined && claimedBy !== user.username) refuse(2, `client id "${clientId}" belongs to another user`);
 
     const perms = this.realm.permissionsFor(user.username);
     const session: Session = {
@@ -302,33 +399,30 @@ export class RegistryBroker extends EventEmitter {
       writable: null,
       perms
     };
-    const will = (client as unknown as { _will?: PublishPacket | null })._will;
+    const will = pendingWill(client);
     if (will) {
       // the will is checked now, with the prefix applied, and again when it is published
-      will.topic = session.prefix + will.topic;
-      if (!this.mayWrite(session, will.topic)) {
-        this.event('publish-denied', session, { topic: will.topic, reason: 'will topic not writable' });
-        refuse(5, `not authorized to publish the will to "${will.topic}"`);
+      const invalid = topicNameError(will.topic);
+      if (invalid) refuse(5, `invalid will topic: ${invalid}`);
+      const topic = session.prefix + will.topic;
+      if (this.writeDecision(session, will.topic, topic) !== 'allow') {
+        this.event('publish-denied', session, { topic, reason: 'will topic not writable' });
+        refuse(5, `not authorized to publish the will to "${topic}"`);
       }
+      will.topic = topic;
       session.will = will;
+    }
+    if (!client._emptyId) {
+      const bound = this.realm.clientIds.bind(clientId, user.username, this.isConnected);
+      if (!bound.ok) refuse(2, bound.reason);
     }
     client[SESSION] = session;
     this.owners.set(clientId, client);
-    if (!client._emptyId) this.claim(clientId, user.username);
     client.conn.once('close', this.onConnectionClosed);
-  }
-
-  private claim(clientId: string, username: string): void {
-    this.claims.delete(clientId);
-    this.claims.set(clientId, username);
-    if (this.claims.size <= MAX_CLAIMS) return;
-    // bounded: forget the oldest claim whose client is not connected
-    for (const [id] of this.claims) {
-      if (!this.owners.has(id)) {
-        this.claims.delete(id);
-        break;
-      }
-    }
+    // authenticated: its pre-authentication slot is free, and its packets may be larger
+    const conn = client.conn as GatedStream;
+    this.gate.release((conn[GATE_SOCKET] ?? client.req?.socket ?? conn) as GateSocket);
+    if (conn[WEBSOCKET]) setWebSocketMaxPayload(conn[WEBSOCKET], this.limits.maxPacketBytes + 1024);
   }
 
   /** The client certificate a TLS client presented and the CA verified (mTLS), if any. */
@@ -358,13 +452,17 @@ export class RegistryBroker extends EventEmitter {
 
   // ---- authorize ---------------------------------------------------------------------------
 
-  /** Decided once per topic and client (memo): later publishes to the same topic cost a lookup. */
-  private mayWrite(s: Session, topic: string): boolean {
-    return memo(writeMemo(s), topic, () => {
-      if (topic.startsWith('$')) return false; // $SYS and every other reserved tree
+  /**
+   * Decided once per topic and client (memo): later publishes to the same topic cost a lookup.
+   * `sent` is the topic as the client sent it, `topic` the same with the user's prefix.
+   */
+  private writeDecision(s: Session, sent: string, topic: string): WriteDecision {
+    return memo(writeMemo(s), topic, (): WriteDecision => {
+      if (topicNameError(sent)) return 'invalid'; // MQTT-1.5.3-2, MQTT-3.3.2-2: the connection ends
+      if (topic.startsWith('$')) return 'deny'; // $SYS and every other reserved tree
       // a prefix can push a topic past what MQTT can encode or aedes can match: never deliverable
-      if (s.prefix && (Buffer.byteLength(topic) > MAX_TOPIC_BYTES || topic.split('/').length > MAX_TOPIC_LEVELS)) return false;
-      return s.perms.allowsTopic('write', topic, s);
+      if (s.prefix && (Buffer.byteLength(topic) > MAX_TOPIC_BYTES || topic.split('/').length > MAX_TOPIC_LEVELS)) return 'deny';
+      return s.perms.allowsTopic('write', topic, s) ? 'allow' : 'deny';
     });
   }
 
@@ -380,9 +478,14 @@ export class RegistryBroker extends EventEmitter {
       return cb(allowed ? null : new Error('will not authorized'));
     }
     const topic = s.prefix + packet.topic;
-    if (this.mayWrite(s, topic)) {
+    const decision = this.writeDecision(s, packet.topic, topic);
+    if (decision === 'allow') {
       packet.topic = topic;
       return cb(null);
+    }
+    if (decision === 'invalid') {
+      this.event('publish-denied', s, { topic: topic.slice(0, 256), reason: 'invalid topic' });
+      return cb(new Error('invalid topic name')); // ends the connection
     }
     this.event('publish-denied', s, { topic, reason: topic.startsWith('$') ? 'reserved topic' : 'no write permission' });
     if (this.opts.disconnectOnDeniedPublish) return cb(new Error(`not authorized to publish to "${topic}"`));
@@ -411,13 +514,6 @@ export class RegistryBroker extends EventEmitter {
   /** Disconnects every session of these users (their permissions no longer hold). */
   kick(usernames: string[], reason: string): void {
     const who = new Set(usernames);
-    for (const u of who) {
-      const user = this.realm.getUser(u);
-      if (!user || user.disabled) {
-        // a removed (or disabled) user's client ids are free again
-        for (const [id, owner] of this.claims) if (owner === u) this.claims.delete(id);
-      }
-    }
     // a scan of the sessions: changes of users and roles are rare, sessions are many
     for (const client of [...this.owners.values()]) {
       const s = client[SESSION];
@@ -435,9 +531,8 @@ export class RegistryBroker extends EventEmitter {
     const { port, wsPort, wsServer, host } = this.opts;
     if (port !== null && port !== undefined) {
       this.tcp = net.createServer({ noDelay: true }, (socket) => {
-        this.track(socket);
-        coalesceWrites(socket);
-        this.aedes.handle(socket);
+        if (!this.gate.admit(socket)) return void socket.destroy();
+        this.handle(socket);
       });
       await listenOn(this.tcp, port, host);
     }
@@ -445,31 +540,43 @@ export class RegistryBroker extends EventEmitter {
       if (!this.opts.tls) throw new Error('the TLS listener needs a certificate and key');
       this.tlsServer = tls.createServer(
         {
-          cert: this.opts.tls.cert,
-          key: this.opts.tls.key,
           noDelay: true,
           minVersion: 'TLSv1.2',
           requestCert: !!this.opts.clientCa,
           rejectUnauthorized: !!this.opts.clientCa,
-          ca: this.opts.clientCa ? [this.opts.clientCa] : undefined
+          ...this.tlsContext(),
+          handshakeTimeout: this.limits.connectTimeoutMs
         },
         (socket) => {
-          this.track(socket);
-          coalesceWrites(socket);
-          this.aedes.handle(socket);
+          // the slot was taken by the TCP socket under it, before the handshake
+          const raw = tlsRawSocket(socket);
+          if (!raw) return void socket.destroy();
+          (socket as GatedStream)[GATE_SOCKET] = raw;
+          this.handle(socket);
         }
       );
-      // failed handshakes (no or foreign client certificate) end that socket only
+      this.tlsServer.on('connection', (raw: net.Socket) => {
+        if (!this.gate.admit(raw)) raw.destroy();
+      });
+      // failed handshakes (no, foreign or revoked client certificate) end that socket only
       this.tlsServer.on('tlsClientError', (_err, socket) => socket.destroy());
       await listenOn(this.tlsServer, this.opts.tlsPort, host);
+      if (this.opts.clientCa && this.opts.crl) {
+        // revocations take effect at the next handshake; the CRL is also re-signed daily so its
+        // nextUpdate never passes (an expired CRL would fail every handshake)
+        this.realm.on('crl', this.onCrl);
+        this.crlTimer = setInterval(this.onCrl, 24 * 3_600_000);
+        this.crlTimer.unref();
+      }
     }
     if ((wsPort !== null && wsPort !== undefined) || wsServer) {
-      this.wss = new WebSocketServer({ noServer: true, perMessageDeflate: false });
+      // before authentication a WebSocket message may be as large as a CONNECT; after it, a packet
+      this.wss = new WebSocketServer({ noServer: true, perMessageDeflate: false, maxPayload: this.limits.maxConnectBytes + 1024 });
       this.wss.on('connection', (ws, req) => {
-        const stream = createWebSocketStream(ws);
-        this.track(stream);
+        const stream = createWebSocketStream(ws) as GatedStream;
+        stream[WEBSOCKET] = ws;
         stream.on('error', () => stream.destroy());
-        this.aedes.handle(stream as never, req as never);
+        this.handle(stream, req);
       });
     }
     if (wsPort !== null && wsPort !== undefined) {
@@ -477,27 +584,75 @@ export class RegistryBroker extends EventEmitter {
       this.wsServer = httpMod.createServer((_req, res) => {
         res.writeHead(426, { 'content-type': 'text/plain' }).end('MQTT over WebSocket: upgrade required\n');
       });
+      // a connection that never upgrades is closed like one that never sends CONNECT
+      this.wsServer.headersTimeout = this.limits.connectTimeoutMs;
+      this.wsServer.requestTimeout = this.limits.connectTimeoutMs;
+      this.wsServer.on('connection', (socket: net.Socket) => {
+        if (!this.gate.admit(socket)) socket.destroy();
+      });
       this.wsServer.on('upgrade', (req, socket, head) => this.upgrade(req, socket, head));
       await listenOn(this.wsServer, wsPort, host);
     }
     if (wsServer) {
       const path = wsServer.path;
       this.upgradeHandler = (req, socket, head) => {
-        // other handlers (Node-RED's editor comms, websocket nodes) share this event
-        if (new URL(req.url ?? '/', 'http://x').pathname === path) this.upgrade(req, socket, head);
+        // other handlers (Node-RED's editor comms, websocket nodes) share this event: only our
+        // path is ours, and nothing from the network may throw out of a listener on that server
+        try {
+          if (requestPath(req.url) !== path) return;
+          if (!this.gate.admit(socket)) return void socket.destroy();
+          this.upgrade(req, socket, head);
+        } catch (err) {
+          socket.destroy();
+          this.emit('warning', err);
+        }
       };
       wsServer.server.on('upgrade', this.upgradeHandler);
     }
   }
 
-  private track(socket: Duplex): void {
-    this.sockets.add(socket);
-    socket.once('close', this.untrack);
+  /** The TLS listener's secure context: certificate, and for mTLS the CA and its CRL. */
+  private tlsContext(): tls.SecureContextOptions {
+    const crl = this.opts.clientCa ? this.opts.crl?.() : null;
+    return {
+      cert: this.opts.tls!.cert,
+      key: this.opts.tls!.key,
+      ca: this.opts.clientCa ? [this.opts.clientCa] : undefined,
+      crl: crl ? [crl] : undefined
+    };
+  }
+
+  private readonly onCrl = (): void => {
+    try {
+      this.tlsServer?.setSecureContext({ ...this.tlsContext(), minVersion: 'TLSv1.2' });
+    } catch (err) {
+      this.emit('warning', new Error(`the TLS listener could not load the new CRL: ${(err as Error).message}`));
+    }
+  };
+
+  /** Hands an admitted connection to aedes, with the packet size limit on its parser. */
+  private handle(conn: Duplex, req?: http.IncomingMessage): void {
+    this.sockets.add(conn);
+    conn.once('close', this.untrack);
+    if (conn instanceof net.Socket) coalesceWrites(conn);
+    const client = this.aedes.handle(conn as never, req as never);
+    try {
+      limitPacketSize(client, packetLimit);
+    } catch (err) {
+      // fail closed: without the limit the connection is not served
+      conn.destroy();
+      this.emit('warning', err);
+    }
   }
 
   private upgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer): void {
-    if (!this.wss) return void socket.destroy();
-    this.wss.handleUpgrade(req, socket, head, (ws) => this.wss?.emit('connection', ws, req));
+    try {
+      if (!this.wss || this.closed) return void socket.destroy();
+      this.wss.handleUpgrade(req, socket, head, (ws) => this.wss?.emit('connection', ws, req));
+    } catch (err) {
+      socket.destroy();
+      this.emit('warning', err);
+    }
   }
 
   /** Closes listeners, clients and aedes. Safe to call twice. */
@@ -505,6 +660,9 @@ export class RegistryBroker extends EventEmitter {
     if (this.closed) return;
     this.closed = true;
     this.realm.off('kick', this.onKick);
+    this.realm.off('crl', this.onCrl);
+    this.realm.off('warning', this.onRealmWarning);
+    if (this.crlTimer) clearInterval(this.crlTimer);
     this.realm.brokers.delete(this);
     if (this.upgradeHandler && this.opts.wsServer) this.opts.wsServer.server.off('upgrade', this.upgradeHandler);
     for (const ws of this.wss?.clients ?? []) ws.terminate();

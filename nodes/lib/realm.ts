@@ -10,6 +10,8 @@ import { createHmac, randomBytes } from 'node:crypto';
 import { CompiledPermissions, validatePermission, type Permission } from './permissions';
 import { BusyError, MAX_PASSWORD_BYTES, PasswordHasher, VerificationCache, validatePublishPrefix, validateUsername } from './passwords';
 import { LoginThrottle, RateLimiter, type LoginThrottleOptions, DEFAULT_LOGIN_THROTTLE } from './throttle';
+import { ClientIdBindings } from './client-ids';
+import { DEFAULT_LIMITS } from './settings';
 
 export type UserSource = 'flow' | 'registry' | 'api';
 
@@ -88,6 +90,8 @@ export class Realm extends EventEmitter {
   readonly hasher: PasswordHasher;
   readonly cache = new VerificationCache();
   readonly throttle: LoginThrottle;
+  /** client id -> the user it is bound to (the broker checks and binds at CONNECT) */
+  readonly clientIds = new ClientIdBindings(DEFAULT_LIMITS.maxClientIdsPerUser);
   /** attempts with unknown usernames per address while registration is open (each costs bcrypt) */
   private readonly unknownLimiter = new RateLimiter(60, 60);
   /** users defined by registry-user config nodes, by username */
@@ -245,6 +249,9 @@ export class Realm extends EventEmitter {
   protected userChanged(username: string, reason: string): void {
     this.compiled.delete(username);
     this.cache.forget(username);
+    const user = this.getUser(username);
+    // a removed (or disabled) user's client ids are free again
+    if (!user || user.disabled) this.clientIds.releaseUser(username);
     this.emit('kick', [username], reason);
     this.emit('users');
   }
@@ -272,37 +279,45 @@ export class Realm extends EventEmitter {
     if (user && hash && this.cache.has(username, hash, password)) return this.accept(user, address);
 
     if (Buffer.byteLength(password) > MAX_PASSWORD_BYTES) return { ok: false, code: 4, reason: 'password too long', user };
-    const wait = this.throttle.remaining(username, address);
+    const wait = this.throttle.byUsername.remaining(username);
     if (wait > 0) return { ok: false, code: 5, throttled: true, reason: `too many failed logins; retry in ${Math.ceil(wait / 1000)} s` };
     if (!user && this.registrationOpen() && !this.unknownLimiter.take(address)) {
       return { ok: false, code: 5, throttled: true, reason: 'too many attempts with unknown usernames from this address' };
     }
-    // counted before bcrypt runs, so parallel guesses cannot all pass the check above
+    // both budgets are charged before bcrypt runs, so parallel guesses cannot all pass the
+    // checks above: the username's as a failure (reset on success), the address' as an attempt
+    // in flight that counts as a failure until it is known not to be one
+    const addressWait = this.throttle.byAddress.begin(address);
+    if (addressWait > 0) return { ok: false, code: 5, throttled: true, reason: `too many failed logins from this address; retry in ${Math.ceil(addressWait / 1000)} s` };
     this.throttle.byUsername.failure(username);
-
-    // an unknown username is checked against its pending request, if any, or a dummy hash:
-    // the same bcrypt work either way, so timing does not tell whether a user exists
-    const pending = user ? null : this.pendingHash(username);
-    let verified: boolean;
+    let addressFailed = false;
     try {
-      const against = user ? hash : pending;
-      verified = against ? await this.hasher.verify(password, against) : await this.hasher.verifyDummy(password);
-    } catch (err) {
-      if (err instanceof BusyError) return { ok: false, code: 3, reason: 'server busy verifying passwords' };
-      throw err;
-    }
-    if (!user) {
-      // a device polling its own pending request knows its password: that is not guessing
-      // and while registration is open an unknown username is a registration, limited by the
-      // registry's own rate limit and cap, not a failed login that would lock out a whole NAT
-      const matchesPending = verified && pending !== null;
-      if (matchesPending || this.registrationOpen()) this.throttle.byUsername.reset(username);
-      else this.throttle.byAddress.failure(address);
-      return { ok: false, code: 4, reason: 'unknown user', unknownUser: true, matchesPending };
-    }
-    if (!verified) {
-      this.throttle.byAddress.failure(address);
-      return { ok: false, code: 4, reason: hash ? 'wrong password' : 'user has no password', user };
+      // an unknown username is checked against its pending request, if any, or a dummy hash:
+      // the same bcrypt work either way, so timing does not tell whether a user exists
+      const pending = user ? null : this.pendingHash(username);
+      let verified: boolean;
+      try {
+        const against = user ? hash : pending;
+        verified = against ? await this.hasher.verify(password, against) : await this.hasher.verifyDummy(password);
+      } catch (err) {
+        if (err instanceof BusyError) return { ok: false, code: 3, reason: 'server busy verifying passwords' };
+        throw err;
+      }
+      if (!user) {
+        // a device polling its own pending request knows its password: that is not guessing
+        // and while registration is open an unknown username is a registration, limited by the
+        // registry's own rate limit and cap, not a failed login that would lock out a whole NAT
+        const matchesPending = verified && pending !== null;
+        if (matchesPending || this.registrationOpen()) this.throttle.byUsername.reset(username);
+        else addressFailed = true;
+        return { ok: false, code: 4, reason: 'unknown user', unknownUser: true, matchesPending };
+      }
+      if (!verified) {
+        addressFailed = true;
+        return { ok: false, code: 4, reason: hash ? 'wrong password' : 'user has no password', user };
+      }
+    } finally {
+      this.throttle.byAddress.end(address, addressFailed);
     }
     const now = this.getUser(username);
     if (!now || now.passwordHash !== hash) return { ok: false, code: 5, reason: 'user changed during login' };
@@ -313,6 +328,11 @@ export class Realm extends EventEmitter {
   /** mTLS: identifies a user by a client certificate (the client registry, with its CA). */
   async authenticateCertificate(_raw: Buffer, _username: string | undefined): Promise<AuthResult> {
     return { ok: false, code: 5, reason: 'client certificates are not accepted here' };
+  }
+
+  /** A CRL (PEM) for TLS listeners that require client certificates (the client registry's CA). */
+  certificateRevocationList(): string | null {
+    return null;
   }
 
   /** Is self-registration open (the client registry's window)? */

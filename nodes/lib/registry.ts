@@ -56,6 +56,8 @@ export interface CertificateAuthority {
   validateCsr(csr: string, username: string): string | null;
   signCsr(csr: string, username: string): Promise<{ pem: string; info: User['certificates'][number] }>;
   caCertificate(): string;
+  /** a CRL (PEM) listing these revoked certificates, signed by the CA */
+  crl?(revoked: { serial: string; revokedAt: string }[]): string;
 }
 
 const PAIRING_ALPHABET = 'ABCDEFGHJKLMNPQRSTUVWXYZ23456789';
@@ -125,6 +127,8 @@ export class ClientRegistry extends Realm {
   /** why the CA could not be opened (TLS and CSR signing are then unavailable) */
   caError: Error | null = null;
   private readonly revoked = new Set<string>();
+  /** serials (and times) of revoked certificates, for the CRL */
+  private revokedSerials: { serial: string; revokedAt: string }[] = [];
   private serverCert: Promise<{ cert: string; key: string }> | null = null;
   private store: Store | null;
   private storeLoading: Promise<void> | null = null;
@@ -149,6 +153,7 @@ export class ClientRegistry extends Realm {
   ) {
     super({ bcryptCost: settings.bcryptCost, loginThrottle: settings.loginThrottle });
     this.store = store;
+    this.clientIds.configure(settings.limits.maxClientIdsPerUser, null);
     this.registrationLimiter = new RateLimiter(settings.registrationBurst, settings.registrationsPerMinute);
   }
 
@@ -164,6 +169,12 @@ export class ClientRegistry extends Realm {
           for (const r of Object.values(s.requests)) this.indexRequest(r);
           this.auditLog = s.audit.slice(-AUDIT_KEEP);
           for (const f of s.revoked ?? []) this.revoked.add(f);
+          this.revokedSerials = (s.revokedSerials ?? []).slice();
+          this.clientIds.load(s.clientIds);
+          // bindings are written as they happen, not awaited: a CONNECT does not wait for the disk
+          this.clientIds.configure(this.settings.limits.maxClientIdsPerUser, (ops) => {
+            this.write(ops).catch((err: Error) => this.emit('warning', new Error(`client id bindings not stored: ${err.message}`)));
+          });
         } catch (err) {
           this.loadError = err as Error;
           throw err;
@@ -338,6 +349,8 @@ export class ClientRegistry extends Realm {
     csr?: string;
     context?: unknown;
     roles?: string[];
+    /** expensive validation (a CSR's signature): runs only after every cheap check and budget */
+    validate?: () => string | null;
   }): Promise<PendingRequest> {
     if (!this.windowState().open) throw new RegistryError(423, 'the registry is locked');
     const usernameError = validateUsername(input.username);
@@ -348,6 +361,8 @@ export class ClientRegistry extends Realm {
     if (this.pendingCount + this.creating >= this.settings.maxPending) throw new RegistryError(503, `the registry is full (${this.settings.maxPending} pending requests)`);
     if (this.busy.has('user:' + input.username)) throw new RegistryError(409, 'a request for this username is being recorded');
     if (!this.registrationLimiter.take(input.address)) throw new RegistryError(429, 'too many registrations from this address; try again later');
+    const invalid = input.validate?.() ?? null;
+    if (invalid) throw new RegistryError(400, invalid);
     this.busy.add('user:' + input.username);
     this.creating++;
     try {
@@ -532,6 +547,25 @@ export class ClientRegistry extends Realm {
     return { ok: true, user };
   }
 
+  /** Records stored revocations in memory; TLS listeners reload the CRL ('crl' event). */
+  private revokedNow(ops: StoreOp[]): void {
+    let changed = false;
+    for (const o of ops) {
+      if (o.op !== 'revoke') continue;
+      this.revoked.add(o.fingerprint);
+      if (o.serial && !this.revokedSerials.some((r) => r.serial === o.serial)) {
+        this.revokedSerials.push({ serial: o.serial, revokedAt: o.at ?? new Date().toISOString() });
+        changed = true;
+      }
+    }
+    if (changed) this.emit('crl');
+  }
+
+  /** The CA's current CRL (PEM) for TLS listeners that require client certificates, or null. */
+  override certificateRevocationList(): string | null {
+    return this.ca?.crl ? this.ca.crl(this.revokedSerials) : null;
+  }
+
   /** Revokes one of a user's certificates: refused from now on, its sessions disconnected. */
   async revokeCertificate(username: string, fingerprint: string, by = 'api'): Promise<User> {
     await this.ready();
@@ -541,9 +575,10 @@ export class ClientRegistry extends Realm {
     if (!known) throw new RegistryError(404, `user "${username}" has no certificate ${fingerprint}`);
     const next: User = { ...user, certificates: user.certificates.map((c) => (c.fingerprint === fingerprint ? { ...c, revoked: true } : c)) };
     const entry = this.auditEntry('certificate-revoked', username, by, { details: { fingerprint } });
-    await this.write([{ op: 'user', user: next }, { op: 'revoke', fingerprint }, { op: 'audit', entry }]);
+    const revoke: StoreOp = { op: 'revoke', fingerprint, serial: known.serial, at: entry.at };
+    await this.write([{ op: 'user', user: next }, revoke, { op: 'audit', entry }]);
     this.storedUsers.set(username, next);
-    this.revoked.add(fingerprint);
+    this.revokedNow([revoke]);
     this.userChanged(username, 'certificate revoked');
     this.remember(entry);
     return next;
@@ -551,7 +586,15 @@ export class ClientRegistry extends Realm {
 
   // ---- explicit flow (REST) ------------------------------------------------------------------
 
-  /** POST client-registry/register. Returns the HTTP status and JSON body. */
+  /**
+   * POST client-registry/register. Returns the HTTP status and JSON body.
+   *
+   * Cheap checks first (shape and sizes), then the password check behind the failed-login
+   * back-off (per username and per address, charged before bcrypt), then the window and the
+   * address' registration budget, and only then the CSR's signature. While the window is
+   * locked, nothing but a correct password tells a username apart: an unknown username, a
+   * wrong password for an existing one and another password for a pending one all answer 423.
+   */
   async register(body: unknown, address: string): Promise<{ status: number; body: Record<string, unknown> }> {
     const fail = (status: number, error: string) => ({ status, body: { error } });
     try {
@@ -582,8 +625,6 @@ export class ClientRegistry extends Realm {
     if (b.csr !== undefined) {
       if (typeof b.csr !== 'string' || b.csr.length === 0) return fail(400, 'csr must be a PEM string');
       if (Buffer.byteLength(b.csr) > MAX_CSR_BYTES) return fail(400, `csr must be at most ${MAX_CSR_BYTES} bytes`);
-      const csrError = this.ca ? this.ca.validateCsr(b.csr, username) : /-----BEGIN CERTIFICATE REQUEST-----/.test(b.csr) ? null : 'csr must be a PEM certificate request';
-      if (csrError) return fail(400, csrError);
     }
 
     // the same checks a CONNECT gets: back-off, bcrypt against the user, the request or a dummy
@@ -599,14 +640,19 @@ export class ClientRegistry extends Realm {
     }
     if (auth.code === 3) return fail(503, auth.reason);
     if (auth.throttled) return fail(429, auth.reason);
-    if (auth.user) return auth.user.disabled && auth.code === 5 ? fail(403, 'user disabled') : fail(409, 'username already exists');
+    const locked = !this.windowState().open;
+    if (auth.user) {
+      if (auth.user.disabled && auth.code === 5) return fail(403, 'user disabled');
+      return locked ? fail(423, 'the registry is locked') : fail(409, 'username already exists');
+    }
     const existing = this.requestFor(username);
     if (existing) {
-      if (!auth.matchesPending) return fail(409, 'a request for this username exists with another password');
+      if (!auth.matchesPending) return locked ? fail(423, 'the registry is locked') : fail(409, 'a request for this username exists with another password');
       if (existing.status === 'denied') return fail(403, 'registration denied');
       existing.lastSeenAt = new Date().toISOString();
       return { status: 202, body: { status: 'pending', username, pairingCode: existing.pairingCode, requestId: existing.id } };
     }
+    const csr = b.csr as string | undefined;
     try {
       const request = await this.createRequest({
         username,
@@ -614,15 +660,22 @@ export class ClientRegistry extends Realm {
         flow: 'rest',
         clientId: '',
         address,
-        csr: b.csr as string | undefined,
+        csr,
         context: b.context,
-        roles: b.roles as string[] | undefined
+        roles: b.roles as string[] | undefined,
+        validate: csr === undefined ? undefined : () => this.csrError(csr, username)
       });
       return { status: 202, body: { status: 'pending', username, pairingCode: request.pairingCode, requestId: request.id } };
     } catch (err) {
       if (err instanceof RegistryError) return fail(err.status, err.message);
       throw err;
     }
+  }
+
+  /** Why a CSR cannot be signed for this username, or null (parses and verifies it). */
+  private csrError(csr: string, username: string): string | null {
+    if (this.ca) return this.ca.validateCsr(csr, username);
+    return /-----BEGIN CERTIFICATE REQUEST-----/.test(csr) ? null : 'csr must be a PEM certificate request';
   }
 
   // ---- users (admin API) --------------------------------------------------------------------
@@ -722,12 +775,12 @@ export class ClientRegistry extends Realm {
     this.storedUser(username);
     const entry = this.auditEntry('user-deleted', username, by);
     const request = this.requestFor(username);
-    const fingerprints = this.getUser(username)!.certificates.map((c) => c.fingerprint);
-    const ops: StoreOp[] = [{ op: 'deleteUser', username }, { op: 'audit', entry }, ...fingerprints.map((fingerprint): StoreOp => ({ op: 'revoke', fingerprint }))];
+    const revokes = this.getUser(username)!.certificates.map((c): StoreOp & { op: 'revoke' } => ({ op: 'revoke', fingerprint: c.fingerprint, serial: c.serial, at: entry.at }));
+    const ops: StoreOp[] = [{ op: 'deleteUser', username }, { op: 'audit', entry }, ...revokes];
     if (request) ops.push({ op: 'deleteRequest', id: request.id });
     await this.write(ops);
     this.storedUsers.delete(username);
-    fingerprints.forEach((f) => this.revoked.add(f));
+    this.revokedNow(revokes);
     if (request) this.unindexRequest(request);
     this.userChanged(username, 'user deleted');
     this.remember(entry);

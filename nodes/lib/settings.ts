@@ -7,6 +7,47 @@ import { DEFAULT_LOGIN_THROTTLE, type LoginThrottleOptions } from './throttle';
 
 export type StoreSettings = { type: 'file'; path?: string } | { type: 'redis'; url: string };
 
+/**
+ * Limits on what the network can make the broker hold before and after authentication
+ * (see docs/SECURITY.md). Every one is charged before any expensive work.
+ */
+export interface Limits {
+  /** largest MQTT packet (announced remaining length) after authentication */
+  maxPacketBytes: number;
+  /** largest packet before authentication has succeeded (the CONNECT with its will) */
+  maxConnectBytes: number;
+  /** time from accept (and TLS handshake) to a complete CONNECT */
+  connectTimeoutMs: number;
+  /** connections not yet authenticated, per remote address and in total */
+  maxPreAuthPerAddress: number;
+  maxPreAuth: number;
+  /** longest client id (UTF-8 bytes) */
+  maxClientIdBytes: number;
+  /** client-id bindings one user may hold; its own oldest unconnected one is released first */
+  maxClientIdsPerUser: number;
+}
+
+export const DEFAULT_LIMITS: Limits = {
+  maxPacketBytes: 1024 * 1024,
+  maxConnectBytes: 64 * 1024,
+  connectTimeoutMs: 10_000,
+  maxPreAuthPerAddress: 64,
+  maxPreAuth: 2048,
+  maxClientIdBytes: 256,
+  maxClientIdsPerUser: 1000
+};
+
+/** [min, max] of each limit */
+const LIMIT_RANGES: Record<keyof Limits, [number, number]> = {
+  maxPacketBytes: [1024, 256 * 1024 * 1024],
+  maxConnectBytes: [128, 256 * 1024 * 1024],
+  connectTimeoutMs: [100, 600_000],
+  maxPreAuthPerAddress: [1, 1_000_000],
+  maxPreAuth: [1, 10_000_000],
+  maxClientIdBytes: [23, 65535],
+  maxClientIdsPerUser: [1, 10_000_000]
+};
+
 export interface RegistrySettings {
   store: StoreSettings;
   passwordPolicy: PasswordPolicy;
@@ -19,6 +60,7 @@ export interface RegistrySettings {
   loginThrottle: LoginThrottleOptions;
   ca?: { cert: string; key: string };
   certificateValidityDays: number;
+  limits: Limits;
 }
 
 export const DEFAULTS: RegistrySettings = {
@@ -30,7 +72,8 @@ export const DEFAULTS: RegistrySettings = {
   registrationBurst: 10,
   registrationsPerMinute: 10,
   loginThrottle: DEFAULT_LOGIN_THROTTLE,
-  certificateValidityDays: 365
+  certificateValidityDays: 365,
+  limits: DEFAULT_LIMITS
 };
 
 function positiveInt(name: string, v: unknown, min: number, max: number): number {
@@ -85,6 +128,16 @@ export function readSettings(raw: unknown): RegistrySettings {
     const ca = r.ca as Record<string, unknown>;
     if (typeof ca?.cert !== 'string' || typeof ca?.key !== 'string') throw new Error('clientRegistry.ca must be { cert, key } (paths to PEM files)');
     s.ca = { cert: ca.cert, key: ca.key };
+  }
+  if (r.limits !== undefined) {
+    if (typeof r.limits !== 'object' || r.limits === null || Array.isArray(r.limits)) throw new Error('clientRegistry.limits must be an object');
+    const given = r.limits as Record<string, unknown>;
+    for (const key of Object.keys(given)) if (!(key in LIMIT_RANGES)) throw new Error(`clientRegistry.limits: unknown limit "${key}"`);
+    const limits = { ...DEFAULT_LIMITS };
+    for (const [key, [min, max]] of Object.entries(LIMIT_RANGES) as [keyof Limits, [number, number]][]) {
+      if (given[key] !== undefined) limits[key] = positiveInt(`limits.${key}`, given[key], min, max);
+    }
+    s.limits = limits;
   }
   if (r.certificateValidityDays !== undefined)
     s.certificateValidityDays = positiveInt('certificateValidityDays', r.certificateValidityDays, 1, 36500);

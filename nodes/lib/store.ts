@@ -59,6 +59,10 @@ export interface RealmSnapshot {
   audit: AuditEntry[];
   /** SHA-256 fingerprints of revoked client certificates */
   revoked?: string[];
+  /** serials of revoked client certificates, for the CRL the TLS listener checks */
+  revokedSerials?: { serial: string; revokedAt: string }[];
+  /** client id -> the user it is bound to (see ClientIdBindings) */
+  clientIds?: Record<string, string>;
 }
 
 export type StoreOp =
@@ -67,7 +71,9 @@ export type StoreOp =
   | { op: 'request'; request: PendingRequest }
   | { op: 'deleteRequest'; id: string }
   | { op: 'audit'; entry: AuditEntry }
-  | { op: 'revoke'; fingerprint: string };
+  | { op: 'revoke'; fingerprint: string; serial?: string; at?: string }
+  | { op: 'bindClientId'; clientId: string; username: string }
+  | { op: 'unbindClientIds'; clientIds: string[] };
 
 export const AUDIT_KEEP = 1000;
 
@@ -83,7 +89,7 @@ export interface Store {
 export class StoreError extends Error {}
 
 export function emptySnapshot(): RealmSnapshot {
-  return { version: 1, seq: 0, secret: randomBytes(32).toString('hex'), users: {}, requests: {}, audit: [], revoked: [] };
+  return { version: 1, seq: 0, secret: randomBytes(32).toString('hex'), users: {}, requests: {}, audit: [], revoked: [], revokedSerials: [], clientIds: {} };
 }
 
 /** Applies changes to a snapshot in place (used on replay and by the realm's mirror). */
@@ -105,6 +111,18 @@ export function applyOps(s: RealmSnapshot, ops: StoreOp[]): void {
       case 'revoke':
         s.revoked ??= [];
         if (!s.revoked.includes(o.fingerprint)) s.revoked.push(o.fingerprint);
+        if (o.serial) {
+          s.revokedSerials ??= [];
+          if (!s.revokedSerials.some((r) => r.serial === o.serial)) s.revokedSerials.push({ serial: o.serial, revokedAt: o.at ?? new Date().toISOString() });
+        }
+        break;
+      case 'bindClientId':
+        // client ids come from the network: defined as own data properties, never a prototype
+        s.clientIds ??= {};
+        Object.defineProperty(s.clientIds, o.clientId, { value: o.username, enumerable: true, writable: true, configurable: true });
+        break;
+      case 'unbindClientIds':
+        if (s.clientIds) for (const id of o.clientIds) delete s.clientIds[id];
         break;
       case 'audit':
         s.audit.push(o.entry);
@@ -120,7 +138,9 @@ const OP_FIELDS: Record<StoreOp['op'], [string, string]> = {
   request: ['request', 'object'],
   deleteRequest: ['id', 'string'],
   audit: ['entry', 'object'],
-  revoke: ['fingerprint', 'string']
+  revoke: ['fingerprint', 'string'],
+  bindClientId: ['clientId', 'string'],
+  unbindClientIds: ['clientIds', 'object']
 };
 
 /** Why a journal record is not one this store wrote, or null. */
@@ -315,7 +335,9 @@ export class FileStore implements Store {
       users: state.users,
       requests: { ...state.requests },
       audit: state.audit.slice(),
-      revoked: (state.revoked ?? []).slice()
+      revoked: (state.revoked ?? []).slice(),
+      revokedSerials: (state.revokedSerials ?? []).slice(),
+      clientIds: { ...state.clientIds }
     };
     const offset = this.journalBytes;
     this.writeSnapshotAsync(view).then(

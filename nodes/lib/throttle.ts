@@ -19,6 +19,8 @@ interface BackoffEntry {
   failures: number;
   until: number;
   last: number;
+  /** attempts started (begin) and not yet ended: each may still turn into a failure */
+  inflight: number;
 }
 
 /** Exponential back-off keyed by a string (a username, an address). */
@@ -36,13 +38,43 @@ export class Backoff {
     return e ? Math.max(0, e.until - this.now()) : 0;
   }
 
+  /**
+   * Starts an attempt whose outcome is not known yet (a password being verified), charged to
+   * the key's budget before the expensive work runs: attempts in flight count as failures, so
+   * parallel attempts cannot all slip past the check. Returns 0 when the attempt may go ahead
+   * (then call end()), or the milliseconds to wait.
+   */
+  begin(key: string): number {
+    const now = this.now();
+    const e = this.live(key) ?? { failures: 0, until: 0, last: now, inflight: 0 };
+    const wait = Math.max(0, e.until - now);
+    if (wait > 0) return wait;
+    if (e.inflight > 0 && e.failures + e.inflight >= this.opts.free) return this.opts.baseMs;
+    e.inflight++;
+    e.last = now;
+    this.touch(key, e);
+    return 0;
+  }
+
+  /** Ends an attempt started with begin(); a failed one counts as a failure. */
+  end(key: string, failed: boolean): void {
+    const e = this.entries.get(key);
+    if (e && e.inflight > 0) e.inflight--;
+    if (failed) this.failure(key);
+  }
+
   failure(key: string): void {
     const now = this.now();
-    const e = this.live(key) ?? { failures: 0, until: 0, last: now };
+    const e = this.live(key) ?? { failures: 0, until: 0, last: now, inflight: 0 };
     e.failures++;
     e.last = now;
     const over = e.failures - this.opts.free + 1;
     if (over > 0) e.until = now + Math.min(this.opts.maxMs, this.opts.baseMs * 2 ** Math.min(over - 1, 30));
+    this.touch(key, e);
+  }
+
+  /** Moves the entry to the newest end; the table stays bounded (oldest dropped). */
+  private touch(key: string, e: BackoffEntry): void {
     this.entries.delete(key);
     this.entries.set(key, e);
     if (this.entries.size > this.opts.maxEntries) this.entries.delete(this.entries.keys().next().value as string);
@@ -59,7 +91,7 @@ export class Backoff {
   /** An entry forgets its failures once it has been quiet for twice the longest back-off. */
   private live(key: string): BackoffEntry | undefined {
     const e = this.entries.get(key);
-    if (e && this.now() - e.last > 2 * this.opts.maxMs) {
+    if (e && e.inflight === 0 && this.now() - e.last > 2 * this.opts.maxMs) {
       this.entries.delete(key);
       return undefined;
     }

@@ -108,7 +108,9 @@ export = function (RED: NodeAPI) {
         wsPort: ports.wsPort,
         host: (config.host ?? '').trim() || undefined,
         wsServer: wsPath && RED.server && httpRoot !== false ? { server: RED.server, path: joinPath(httpRoot || '/', wsPath) } : null,
-        disconnectOnDeniedPublish: config.disconnectOnDenied === true
+        disconnectOnDeniedPublish: config.disconnectOnDenied === true,
+        limits: entry.settings.limits,
+        crl: clientCa ? () => entry.realm.certificateRevocationList() : null
       };
       if (opts.port === null && opts.tlsPort === null && opts.wsPort === null && !opts.wsServer) {
         node.status({ fill: 'grey', shape: 'ring', text: RED._('registry-broker.status.noListeners') });

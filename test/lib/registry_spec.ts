@@ -420,11 +420,13 @@ describe('ClientRegistry (lib/registry)', function () {
       assert.equal(registry.getUser('rest-device'), undefined);
     });
 
-    it('an existing user: 201 with its password, 409 with another', async function () {
+    it('an existing user: 201 with its password; with another, 423 while locked (as an unknown name) and 409 while open', async function () {
       const registry = await open();
       await registry.createUser({ username: 'rest-device', password: PASSWORD });
       assert.equal((await registry.register(body(), '10.0.0.1')).status, 201);
-      assert.equal((await registry.register(body({ password: OTHER_PASSWORD }), '10.0.0.1')).status, 409);
+      // while locked, a wrong password does not tell an existing username from an unknown one
+      assert.equal((await registry.register(body({ password: OTHER_PASSWORD }), '10.0.0.1')).status, 423);
+      assert.equal((await registry.register(body({ username: 'no-such-device', password: OTHER_PASSWORD }), '10.0.0.1')).status, 423);
       registry.openWindow(5);
       assert.equal((await registry.register(body({ password: OTHER_PASSWORD }), '10.0.0.1')).status, 409);
       assert.deepEqual(registry.listRequests(), []);
