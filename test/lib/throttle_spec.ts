@@ -113,6 +113,34 @@ describe('throttle', function () {
     });
   });
 
+  describe('Backoff attempts in flight (begin / end)', function () {
+    it('counts attempts in flight against the budget, so parallel attempts cannot all start', function () {
+      const clock = fakeClock();
+      const b = new Backoff({ ...OPTS, free: 5 }, clock.now);
+      const started = Array.from({ length: 20 }, () => b.begin('10.0.0.1')).filter((w) => w === 0).length;
+      assert.equal(started, 5, 'only `free` attempts may be in flight at once');
+      assert.ok(b.begin('10.0.0.1') > 0);
+      assert.equal(b.begin('10.0.0.2'), 0, 'another key has its own budget');
+    });
+
+    it('an attempt that ends well frees its place; one that fails counts as a failure', function () {
+      const clock = fakeClock();
+      const b = new Backoff({ ...OPTS, free: 2 }, clock.now);
+      assert.equal(b.begin('a'), 0);
+      assert.equal(b.begin('a'), 0);
+      assert.ok(b.begin('a') > 0);
+      b.end('a', false);
+      assert.equal(b.begin('a'), 0, 'a successful attempt gave its place back');
+      b.end('a', true);
+      b.end('a', true);
+      assert.ok(b.remaining('a') > 0, 'two failures with free = 2 back off');
+      assert.ok(b.begin('a') > 0, 'nothing starts during the back-off');
+      clock.advance(OPTS.maxMs + 1);
+      assert.equal(b.begin('a'), 0, 'after the back-off one attempt may start');
+      assert.ok(b.begin('a') > 0, 'but only one at a time while the failures are over the budget');
+    });
+  });
+
   describe('LoginThrottle', function () {
     const opts = {
       username: { free: 2, baseMs: 1000, maxMs: 60_000, maxEntries: 100 },

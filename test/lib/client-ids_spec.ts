@@ -1,0 +1,55 @@
+import assert from 'node:assert/strict';
+import { ClientIdBindings } from '../../nodes/lib/client-ids';
+import type { StoreOp } from '../../nodes/lib/store';
+import { applyOps, emptySnapshot } from '../../nodes/lib/store';
+
+describe('client-id bindings (lib/client-ids)', function () {
+  const none = (): boolean => false;
+
+  it("binds a client id to its first user and refuses it to every other user", function () {
+    const b = new ClientIdBindings(10);
+    assert.deepEqual(b.bind('dev-1', 'alice', none), { ok: true });
+    assert.deepEqual(b.bind('dev-1', 'alice', none), { ok: true });
+    assert.equal(b.bind('dev-1', 'bob', none).ok, false);
+    assert.equal(b.ownerOf('dev-1'), 'alice');
+  });
+
+  it("cannot be taken by volume: a user over its limit releases only its own oldest unconnected binding", function () {
+    const b = new ClientIdBindings(3);
+    b.bind('victim', 'alice', none);
+    for (let i = 0; i < 1000; i++) assert.ok(b.bind(`bob-${i}`, 'bob', none).ok);
+    assert.equal(b.ownerOf('victim'), 'alice');
+    assert.equal(b.bind('victim', 'bob', none).ok, false);
+    assert.equal(b.size, 4, 'alice 1 + bob 3: bounded by users x limit');
+    assert.equal(b.ownerOf('bob-999'), 'bob');
+    assert.equal(b.ownerOf('bob-0'), undefined);
+  });
+
+  it('never releases a binding that is connected; refuses a new id when all of them are', function () {
+    const b = new ClientIdBindings(2);
+    b.bind('a', 'bob', none);
+    b.bind('b', 'bob', none);
+    const connected = (id: string): boolean => id === 'a' || id === 'b';
+    assert.equal(b.bind('c', 'bob', connected).ok, false);
+    assert.equal(b.ownerOf('a'), 'bob');
+    assert.ok(b.bind('c', 'bob', (id) => id === 'a').ok);
+    assert.equal(b.ownerOf('b'), undefined);
+  });
+
+  it('hands every change to the store and loads it back, client ids such as __proto__ included', function () {
+    const ops: StoreOp[] = [];
+    const b = new ClientIdBindings(2, (o) => ops.push(...o));
+    for (const id of ['__proto__', 'constructor', 'x']) b.bind(id, 'alice', none);
+    b.bind('y', 'carol', none);
+    b.releaseUser('carol');
+    const snapshot = emptySnapshot();
+    applyOps(snapshot, ops);
+    const restored = new ClientIdBindings(2);
+    restored.load(JSON.parse(JSON.stringify(snapshot)).clientIds);
+    assert.equal(restored.ownerOf('constructor'), 'alice');
+    assert.equal(restored.ownerOf('x'), 'alice');
+    assert.equal(restored.ownerOf('__proto__'), undefined, 'released as the oldest when "x" came');
+    assert.equal(restored.ownerOf('y'), undefined, 'released with its user');
+    assert.equal(Object.getPrototypeOf(snapshot.clientIds), Object.prototype);
+  });
+});
