@@ -28,6 +28,8 @@ export interface StartOptions {
   userDir?: string;
   nodeRedPath?: string;
   nodeBinary?: string;
+  /** more Node-RED settings (e.g. httpAdminRoot), written over the defaults above */
+  settings?: Record<string, unknown>;
 }
 
 export class NodeRedProcess {
@@ -65,7 +67,8 @@ export class NodeRedProcess {
       telemetry: { enabled: false },
       logging: { console: { level: 'info', metrics: false, audit: false } },
       adminAuth,
-      clientRegistry: { bcryptCost: 4, ...(opts.clientRegistry ?? {}) }
+      clientRegistry: { bcryptCost: 4, ...(opts.clientRegistry ?? {}) },
+      ...(opts.settings ?? {})
     };
     fs.writeFileSync(path.join(this.userDir, 'settings.js'), 'module.exports = ' + JSON.stringify(settings, null, 2) + ';\n');
     if (opts.flows) fs.writeFileSync(path.join(this.userDir, 'flows.json'), JSON.stringify(opts.flows));
@@ -97,6 +100,16 @@ export class NodeRedProcess {
     return this;
   }
 
+  /** The Node-RED process id while it runs (to read its memory use from /proc). */
+  get pid(): number | undefined {
+    return this.child?.pid;
+  }
+
+  /** True while the Node-RED process has not exited. */
+  get running(): boolean {
+    return !!this.child && this.child.exitCode === null && this.child.signalCode === null;
+  }
+
   /** Logs in through Node-RED's own token endpoint; later requests carry the token. */
   async login(username: string, password: string): Promise<void> {
     const res = await fetch(`${this.url}/auth/token`, {
@@ -115,7 +128,8 @@ export class NodeRedProcess {
   /** An admin API call relative to the admin root; returns status and parsed JSON (or text). */
   async api(method: string, route: string, body?: unknown): Promise<{ status: number; body: any }> {
     const headers: Record<string, string> = { 'Node-RED-API-Version': 'v2' };
-    if (body !== undefined) headers['content-type'] = 'application/json';
+    // as the editor's $.ajax calls do: every POST and PUT says it is JSON, with a body or not
+    if (body !== undefined || method === 'POST' || method === 'PUT') headers['content-type'] = 'application/json';
     if (this.token) headers.authorization = `Bearer ${this.token}`;
     const res = await fetch(`${this.url}/${route}`, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
     const text = await res.text();

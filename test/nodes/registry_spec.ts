@@ -143,7 +143,9 @@ describe(`registry-window and registry-requests nodes (Node-RED ${nodeRedVersion
   it('approves through the editor button route and answers 404 for nodes that are not deployed', async function () {
     await helper.load(NODES, flow());
     const port = await brokerPort();
-    await helper.request().post('/client-registry/button/registry-window/w').expect(200);
+    // as the editor sends it: JSON (a form-encoded POST is refused, see the CSRF tests)
+    await helper.request().post('/client-registry/button/registry-window/w').type('form').send('open=true').expect(415);
+    await helper.request().post('/client-registry/button/registry-window/w').set('content-type', 'application/json').expect(200);
     assert.equal(await connectCode(port, 'dev-003', 's3cret-pass'), 5);
     const list = await helper.request().post('/client-registry/button/registry-requests/q').send({ action: 'list' }).expect(200);
     assert.equal(list.body.requests.length, 1);
