@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { readSettings } from '../../nodes/lib/settings';
+import { DEFAULT_LIMITS, readSettings } from '../../nodes/lib/settings';
 
 describe('settings', function () {
   it('gives the defaults when there is no clientRegistry section', function () {
@@ -78,6 +78,26 @@ describe('settings', function () {
         (err: unknown) => err instanceof Error && /clientRegistry\.loginThrottle/.test(err.message),
         JSON.stringify(raw)
       );
+    }
+  });
+
+  it('gives safe default limits and takes valid ones; a bad or unknown limit is an Error naming it', function () {
+    assert.deepEqual(readSettings({}).limits, DEFAULT_LIMITS);
+    assert.equal(DEFAULT_LIMITS.maxPacketBytes, 1024 * 1024);
+    assert.equal(DEFAULT_LIMITS.maxConnectBytes, 64 * 1024);
+    const s = readSettings({ limits: { maxPacketBytes: 4096, maxPreAuthPerAddress: 8 } });
+    assert.equal(s.limits.maxPacketBytes, 4096);
+    assert.equal(s.limits.maxPreAuthPerAddress, 8);
+    assert.equal(s.limits.connectTimeoutMs, DEFAULT_LIMITS.connectTimeoutMs);
+    const cases: [unknown, RegExp][] = [
+      [{ limits: 5 }, /clientRegistry\.limits must be an object/],
+      [{ limits: { maxPacketBytes: 10 } }, /clientRegistry\.limits\.maxPacketBytes/],
+      [{ limits: { connectTimeoutMs: '10s' } }, /clientRegistry\.limits\.connectTimeoutMs/],
+      [{ limits: { maxClientIdBytes: 5 } }, /clientRegistry\.limits\.maxClientIdBytes/],
+      [{ limits: { maxPacketSize: 1000 } }, /unknown limit "maxPacketSize"/]
+    ];
+    for (const [raw, message] of cases) {
+      assert.throws(() => readSettings(raw), (err: unknown) => err instanceof Error && message.test(err.message), JSON.stringify(raw));
     }
   });
 });
