@@ -8,6 +8,7 @@ import { execFile, execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import tls from 'node:tls';
 import { NodeRedProcess } from '../helpers/nodered-process';
 
 const FLOWS = [
@@ -33,6 +34,31 @@ function curlRegister(url: string, body: object, cwd: string): Promise<{ status:
     status: Number(r.stdout),
     body: JSON.parse(fs.readFileSync(path.join(cwd, 'response.json'), 'utf8'))
   }));
+}
+
+/** A TLS handshake with the device's certificate; resolves with the error it ended in, or 'ok'. */
+function tlsHandshake(port: number, dir: string): Promise<string> {
+  return new Promise((resolve) => {
+    const socket = tls.connect({
+      host: '127.0.0.1',
+      port,
+      ca: fs.readFileSync(path.join(dir, 'ca.pem')),
+      cert: fs.readFileSync(path.join(dir, 'device.crt')),
+      key: fs.readFileSync(path.join(dir, 'device.key')),
+      checkServerIdentity: () => undefined
+    });
+    // TLS 1.3: the server checks the client certificate after the client's Finished, so the
+    // refusal arrives as an alert on the first read
+    // a CONNECT (MQTT 3.1.1, client id "h", no username): a CONNACK means the handshake passed
+    socket.on('secureConnect', () => socket.write(Buffer.from([0x10, 0x0d, 0x00, 0x04, 0x4d, 0x51, 0x54, 0x54, 0x04, 0x02, 0x00, 0x0a, 0x00, 0x01, 0x68])));
+    socket.on('data', (d) => resolve(`answered (CONNACK ${d[3]})`));
+    socket.on('error', (err) => resolve(err.message));
+    socket.on('close', () => resolve('closed without error'));
+    setTimeout(() => {
+      socket.destroy();
+      resolve('ok');
+    }, 5000);
+  });
 }
 
 describe('certificates end to end (openssl, curl, mosquitto over mTLS)', function () {
@@ -117,13 +143,17 @@ describe('certificates end to end (openssl, curl, mosquitto over mTLS)', functio
     const tlsPub = await run('mosquitto_pub', ['-h', '127.0.0.1', '-p', String(tlsOnly.tls), '--cafile', 'ca.pem', '-u', 'dev-cert-1', '-P', 'dev-cert-pass', '-t', 'devices/dev-cert-1/t', '-m', '1'], dir);
     assert.equal(tlsPub.code, 0, tlsPub.stderr);
 
-    // revocation through the admin API: refused from then on
+    assert.match(await tlsHandshake(mtls.tls, dir), /answered/, 'before revocation the handshake passes and MQTT answers');
+
+    // revocation through the admin API: refused from then on, by the TLS handshake itself (the
+    // listener's CRL), before any MQTT packet: no CONNACK "not authorised" is ever sent
     const revoked = await red.api('DELETE', `client-registry/users/dev-cert-1/certificates/${encodeURIComponent(fingerprint)}`);
     assert.equal(revoked.status, 200);
     assert.equal(revoked.body.certificates[0].revoked, true);
     const after = await run('mosquitto_pub', pub, dir);
     assert.notEqual(after.code, 0);
-    assert.match(after.stderr, /not authori[sz]ed/i);
+    assert.doesNotMatch(after.stderr, /not authori[sz]ed/i, 'refused at the handshake, not by CONNACK');
+    assert.doesNotMatch(await tlsHandshake(mtls.tls, dir), /answered/, 'the revoked certificate never gets to MQTT');
 
     // deleting the user also refuses its certificates (a new approval would need a new CSR)
     assert.equal((await red.api('DELETE', 'client-registry/users/dev-cert-1')).status, 200);
