@@ -1,7 +1,9 @@
 /**
  * registry-requests: the pending registration requests. Output: a message per new request and
- * per decision. Input (from dashboards): list, approve, deny. Editor button: approve or deny
- * what the administrator confirms. Roles granted on approval: the message's, else the node's.
+ * per decision. Input (from flows): list, approve, deny. Editor button: approve or deny what the
+ * administrator confirms, with the roles the administrator chose. A message's roles count only
+ * when the node is configured to take them (rolesFromMessage) and only roles it lists
+ * (allowedRoles); otherwise the approval is refused. Without roles: the node's grantRoles.
  */
 import type { Node, NodeAPI, NodeDef, NodeMessageInFlow } from 'node-red';
 import { setupRuntime } from '../lib/runtime';
@@ -9,6 +11,10 @@ import { RegistryError, publicUser, roleList, validateRoles, type ClientRegistry
 
 interface RequestsNodeDef extends NodeDef {
   grantRoles: string[] | string;
+  /** take roles from an approve message (msg.roles, msg.payload.roles); off by default */
+  rolesFromMessage?: boolean;
+  /** with rolesFromMessage: the only roles a message may grant */
+  allowedRoles?: string[] | string;
 }
 
 interface RequestsNode extends Node {
@@ -24,6 +30,8 @@ export = function (RED: NodeAPI) {
     RED.nodes.createNode(this, config);
     const node = this;
     const grantRoles = roleList(config.grantRoles);
+    const rolesFromMessage = config.rolesFromMessage === true;
+    const allowedRoles = roleList(config.allowedRoles);
     if (runtime instanceof Error) {
       node.error(RED._('registry-requests.errors.settings', { error: runtime.message }));
       node.status({ fill: 'red', shape: 'ring', text: 'registry-requests.status.error' });
@@ -81,18 +89,39 @@ export = function (RED: NodeAPI) {
       return decide(b.action, { id: b.id }, b.roles, by);
     };
 
+    /**
+     * The roles an approve message may grant: none given (undefined: the node's grantRoles), or
+     * the message's when this node takes roles from messages and lists every one of them.
+     * Anything else is refused before a request is looked at: nothing is approved.
+     */
+    const messageRoles = (msg: { roles?: unknown; payload?: unknown }): unknown => {
+      const payload = typeof msg.payload === 'object' && msg.payload !== null ? (msg.payload as { roles?: unknown }) : {};
+      const carried = msg.roles !== undefined || payload.roles !== undefined;
+      if (!carried) return undefined;
+      if (!rolesFromMessage) throw new RegistryError(403, RED._('registry-requests.errors.rolesFromMessage'));
+      const roles = msg.roles !== undefined ? msg.roles : payload.roles;
+      const err = validateRoles(roles);
+      if (err) throw new RegistryError(400, err);
+      const refused = (roles as string[]).filter((r) => !allowedRoles.includes(r));
+      if (refused.length > 0) {
+        throw new RegistryError(403, RED._('registry-requests.errors.roleNotAllowed', { roles: refused.join(', '), allowed: allowedRoles.join(', ') || '–' }));
+      }
+      return roles;
+    };
+
     node.on('input', (msg: NodeMessageInFlow & { roles?: unknown }, send, done) => {
       const topic = msg.topic;
       if (topic === 'list') {
         send({ ...msg, topic: 'list', payload: realm.listRequests() });
         return done();
       }
-      const payload = msg.payload as { roles?: unknown } | undefined;
-      const roles = msg.roles ?? (typeof payload === 'object' && payload !== null ? payload.roles : undefined);
-      decide(topic, payload, roles, 'flow').then(
-        () => done(),
-        (err: Error) => done(err)
-      );
+      const payload = msg.payload;
+      Promise.resolve()
+        .then(() => decide(topic, payload, topic === 'approve' ? messageRoles(msg) : undefined, 'flow'))
+        .then(
+          () => done(),
+          (err: Error) => done(err)
+        );
     });
 
     node.on('close', (_removed: boolean, done: () => void) => {

@@ -4,7 +4,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 
 export const SCREENSHOTS = path.resolve(__dirname, '..', '..', 'test-output', 'screenshots');
 export const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
@@ -21,9 +21,13 @@ export interface EditorPage {
   errors: Error[];
 }
 
-/** Opens the editor (logging in when credentials are given) and waits until it is ready. */
-export async function openEditor(browser: Browser, url: string, login?: { username: string; password: string }): Promise<EditorPage> {
-  const page = await browser.newPage({ viewport: { width: 1500, height: 950 } });
+/**
+ * Opens the editor (logging in when credentials are given) and waits until it is ready: in a
+ * new browser context of its own, or in the given one (so that other pages opened there, such
+ * as a dashboard, share the editor's login in localStorage).
+ */
+export async function openEditor(target: Browser | BrowserContext, url: string, login?: { username: string; password: string }): Promise<EditorPage> {
+  const page = 'newContext' in target ? await target.newPage({ viewport: { width: 1500, height: 950 } }) : await target.newPage();
   const errors: Error[] = [];
   page.on('pageerror', (e) => errors.push(e));
   await page.goto(url);

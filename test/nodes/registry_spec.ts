@@ -16,14 +16,14 @@ const NODES = [brokerNode, userNode, roleNode, windowNode, requestsNode];
 
 type Msg = { topic: string; payload: any; user?: any };
 
-function flow(grantRoles: string[] = []): object[] {
+function flow(grantRoles: string[] = [], requests: { rolesFromMessage?: boolean; allowedRoles?: string[] } = {}): object[] {
   return [
     { id: 't', type: 'tab', label: 'registry' },
     { id: 'b', type: 'registry-broker', z: 't', port: '0', host: '127.0.0.1', wsPort: '', wsPath: '', wires: [['bout']] },
     { id: 'bout', type: 'helper', z: 't' },
     { id: 'w', type: 'registry-window', z: 't', minutes: '5', wires: [['wout']] },
     { id: 'wout', type: 'helper', z: 't' },
-    { id: 'q', type: 'registry-requests', z: 't', grantRoles, wires: [['qout']] },
+    { id: 'q', type: 'registry-requests', z: 't', grantRoles, ...requests, wires: [['qout']] },
     { id: 'qout', type: 'helper', z: 't' },
     { id: 'r', type: 'registry-role', name: 'device', permissions: [{ topic: 'devices/{username}/#', access: 'readWrite' }] }
   ];
@@ -91,7 +91,7 @@ describe(`registry-window and registry-requests nodes (Node-RED ${nodeRedVersion
     await waitFor(() => caught.length === 1, 2000, 'caught error');
   });
 
-  it('records an implicit MQTT registration and approves it from a dashboard message with the node\'s grantRoles', async function () {
+  it('records an implicit MQTT registration and approves it from a flow message with the node\'s grantRoles', async function () {
     await helper.load(NODES, flow(['device']));
     const port = await brokerPort();
     const requests = collect('qout');
@@ -153,5 +153,75 @@ describe(`registry-window and registry-requests nodes (Node-RED ${nodeRedVersion
     assert.equal(await connectCode(port, 'dev-003', 's3cret-pass'), 0);
     await helper.request().post('/client-registry/button/registry-requests/nope').send({}).expect(404);
     await helper.request().post('/client-registry/button/registry-window/q').send({}).expect(400);
+  });
+
+  describe('roles from a message (rolesFromMessage, allowedRoles)', function () {
+    const catchAll = [
+      { id: 'c', type: 'catch', z: 't', scope: null, uncaught: false, wires: [['cout']] },
+      { id: 'cout', type: 'helper', z: 't' }
+    ];
+
+    /** Loads the flow with a Catch node, and records a pending request of dev-010 (over MQTT). */
+    async function pendingRequest(grantRoles: string[], requests: { rolesFromMessage?: boolean; allowedRoles?: string[] }): Promise<{ id: string; port: number }> {
+      await helper.load(NODES, [...flow(grantRoles, requests), ...catchAll]);
+      const port = await brokerPort();
+      const out = collect('qout');
+      helper.getNode('w').receive({ payload: 'open' });
+      assert.equal(await connectCode(port, 'dev-010', 's3cret-pass'), 5, 'open: refused, not authorized');
+      const request = (await waitFor(() => out.find((m) => m.topic === 'request'), 3000, 'request message'))!;
+      return { id: request.payload.id, port };
+    }
+
+    async function pendingIds(): Promise<string[]> {
+      const list = await helper.request().post('/client-registry/button/registry-requests/q').send({ action: 'list' }).expect(200);
+      return list.body.requests.map((r: { id: string }) => r.id);
+    }
+
+    it('refuses an approve message with roles when the node does not take roles from messages (the default)', async function () {
+      const { id, port } = await pendingRequest(['device'], {});
+      const caught = collect('cout');
+      const out = collect('qout');
+      helper.getNode('q').receive({ topic: 'approve', payload: { id }, roles: ['admin'] });
+      helper.getNode('q').receive({ topic: 'approve', payload: { id, roles: ['device'] } });
+      helper.getNode('q').receive({ topic: 'approve', payload: { id }, roles: [] });
+      await waitFor(() => caught.length === 3, 3000, 'three errors for Catch nodes');
+      for (const m of caught) assert.match((m as unknown as { error: { message: string } }).error.message, /rolesFromMessage|does not take roles from messages/);
+      await new Promise((r) => setTimeout(r, 200));
+      assert.ok(!out.some((m) => m.topic === 'approved'), 'nothing approved');
+      assert.deepEqual(await pendingIds(), [id], 'the request is still pending');
+      assert.equal(await connectCode(port, 'dev-010', 's3cret-pass'), 5, 'the device is still refused');
+      // without roles, the node's own grantRoles are granted as before
+      helper.getNode('q').receive({ topic: 'approve', payload: { id } });
+      await waitFor(() => out.some((m) => m.topic === 'approved'), 3000, 'approved');
+      assert.deepEqual(out.find((m) => m.topic === 'approved')!.user.roles, ['device']);
+    });
+
+    it('grants roles from a message when they are all in allowedRoles', async function () {
+      const { id, port } = await pendingRequest([], { rolesFromMessage: true, allowedRoles: ['device', 'sensor'] });
+      const caught = collect('cout');
+      const out = collect('qout');
+      helper.getNode('q').receive({ topic: 'approve', payload: { id }, roles: ['sensor', 'device'] });
+      await waitFor(() => out.some((m) => m.topic === 'approved'), 3000, 'approved');
+      assert.deepEqual([...out.find((m) => m.topic === 'approved')!.user.roles].sort(), ['device', 'sensor']);
+      assert.equal(caught.length, 0);
+      assert.equal(await connectCode(port, 'dev-010', 's3cret-pass'), 0, 'the device connects');
+    });
+
+    it('refuses the whole approval when a role from the message is not in allowedRoles', async function () {
+      const { id } = await pendingRequest([], { rolesFromMessage: true, allowedRoles: ['device'] });
+      const caught = collect('cout');
+      const out = collect('qout');
+      helper.getNode('q').receive({ topic: 'approve', payload: { id, roles: ['device', 'admin'] } });
+      helper.getNode('q').receive({ topic: 'approve', payload: { id }, roles: ['admin'] });
+      await waitFor(() => caught.length === 2, 3000, 'two errors for Catch nodes');
+      for (const m of caught) assert.match((m as unknown as { error: { message: string } }).error.message, /roleNotAllowed|not allowed/);
+      await new Promise((r) => setTimeout(r, 200));
+      assert.ok(!out.some((m) => m.topic === 'approved'), 'nothing approved');
+      assert.deepEqual(await pendingIds(), [id], 'the request is still pending');
+      // the editor button (an administrator, client-registry.write) still chooses roles freely
+      await helper.request().post('/client-registry/button/registry-requests/q').send({ action: 'approve', id, roles: ['admin'] }).expect(200);
+      await waitFor(() => out.some((m) => m.topic === 'approved'), 3000, 'approved');
+      assert.deepEqual(out.find((m) => m.topic === 'approved')!.user.roles, ['admin']);
+    });
   });
 });
