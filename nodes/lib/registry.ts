@@ -58,6 +58,7 @@ export interface CertificateAuthority {
   caCertificate(): string;
   /** a CRL (PEM) listing these revoked certificates, signed by the CA */
   crl?(revoked: { serial: string; revokedAt: string }[]): string;
+  readonly canSignCrl?: boolean;
 }
 
 const PAIRING_ALPHABET = 'ABCDEFGHJKLMNPQRSTUVWXYZ23456789';
@@ -129,6 +130,7 @@ export class ClientRegistry extends Realm {
   private readonly revoked = new Set<string>();
   /** serials (and times) of revoked certificates, for the CRL */
   private revokedSerials: { serial: string; revokedAt: string }[] = [];
+  private crlWarned = false;
   private serverCert: Promise<{ cert: string; key: string }> | null = null;
   private store: Store | null;
   private storeLoading: Promise<void> | null = null;
@@ -561,9 +563,19 @@ export class ClientRegistry extends Realm {
     if (changed) this.emit('crl');
   }
 
-  /** The CA's current CRL (PEM) for TLS listeners that require client certificates, or null. */
+  /**
+   * The CA's current CRL (PEM) for TLS listeners that require client certificates, or null when
+   * the CA may not sign CRLs (an existing CA without keyUsage cRLSign: OpenSSL would then refuse
+   * every client certificate). Revocation then holds in the login check only, and we say so.
+   */
   override certificateRevocationList(): string | null {
-    return this.ca?.crl ? this.ca.crl(this.revokedSerials) : null;
+    if (!this.ca?.crl) return null;
+    if (this.ca.canSignCrl === false) {
+      if (!this.crlWarned) this.emit('warning', new Error('the CA certificate does not allow CRL signing (keyUsage cRLSign): revoked client certificates are refused after the TLS handshake, not during it'));
+      this.crlWarned = true;
+      return null;
+    }
+    return this.ca.crl(this.revokedSerials);
   }
 
   /** Revokes one of a user's certificates: refused from now on, its sessions disconnected. */

@@ -4,11 +4,12 @@
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { X509Certificate, randomBytes } from 'node:crypto';
+import { X509Certificate, createPrivateKey, randomBytes, sign, verify } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { RegistryCA, parseCsr } from '../../nodes/lib/ca';
+import { CsrError, RegistryCA, parseCsr, validateCsr } from '../../nodes/lib/ca';
+import { TAG, bits, checkDer, children, decodeOid, readTlv, seq } from '../../nodes/lib/der';
 
 function openssl(args: string[], dir: string): string {
   return execFileSync('openssl', args, { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] }).toString();
@@ -101,6 +102,36 @@ describe('registry CA (lib/ca)', function () {
     der.write('dev-bbb', at);
     const tampered = `-----BEGIN CERTIFICATE REQUEST-----\n${der.toString('base64')}\n-----END CERTIFICATE REQUEST-----\n`;
     assert.match(ca.validateCsr(tampered, 'dev-bbb') ?? '', /signature/);
+    // the CN is compared with the username before the signature is verified
+    assert.match(validateCsr(tampered, 'dev-aaa') ?? '', /CN "dev-bbb" must equal the username "dev-aaa"/);
+    assert.throws(() => parseCsr(tampered, 'dev-aaa'), (err: unknown) => err instanceof CsrError && /CN "dev-bbb"/.test(err.message));
+    assert.throws(() => parseCsr(tampered), (err: unknown) => err instanceof CsrError && /signature/.test(err.message));
+    assert.equal(parseCsr(csr, 'dev-aaa').commonName, 'dev-aaa');
+  });
+
+  it('refuses BER in a CSR (long-form length, non-minimal INTEGER) even when it is signed again', function () {
+    const csr = makeCsr(dir, 'ber', ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256'], 'dev-ber');
+    const der = Buffer.from(csr.replace(/-----[^-]+-----|\s/g, ''), 'base64');
+    const wrap = (b: Buffer): string => `-----BEGIN CERTIFICATE REQUEST-----\n${b.toString('base64')}\n-----END CERTIFICATE REQUEST-----\n`;
+    // outer SEQUENCE 30 8n LL.. -> 30 8(n+1) 00 LL.. (outside the signed part: the signature still matches)
+    const n = der[1] & 0x7f;
+    const longForm = Buffer.concat([Buffer.from([0x30, 0x80 | (n + 1), 0x00]), der.subarray(2)]);
+    assert.match(validateCsr(wrap(longForm), 'dev-ber') ?? '', /non-minimal DER length/);
+    assert.match(validateCsr(wrap(Buffer.concat([der, Buffer.from([0])])), 'dev-ber') ?? '', /trailing data/);
+    assert.equal(validateCsr(wrap(der), 'dev-ber'), null);
+    // version INTEGER 02 01 00 -> 02 02 00 00 in the signed part, signed again with the CSR's key
+    const [info, alg] = children(readTlv(der).content, 3);
+    const fields = children(info.content, 4);
+    const key = createPrivateKey(fs.readFileSync(path.join(dir, 'ber.key')));
+    const resign = (infoContent: Buffer): string => {
+      const tbs = seq(infoContent);
+      return wrap(seq(tbs, alg.raw, bits(sign('sha256', tbs, key))));
+    };
+    assert.equal(validateCsr(resign(Buffer.concat(fields.map((f) => f.raw))), 'dev-ber'), null, 're-signing itself is fine');
+    const padded = Buffer.concat([Buffer.from([0x02, 0x02, 0x00, 0x00]), ...fields.slice(1).map((f) => f.raw)]);
+    assert.match(validateCsr(resign(padded), 'dev-ber') ?? '', /non-minimal DER INTEGER/);
+    const v2 = Buffer.concat([Buffer.from([0x02, 0x01, 0x01]), ...fields.slice(1).map((f) => f.raw)]);
+    assert.match(validateCsr(resign(v2), 'dev-ber') ?? '', /unsupported version/);
   });
 
   it('answers garbage, truncated, oversized and hostile PEMs with a reason and never throws', function () {
@@ -135,6 +166,69 @@ describe('registry CA (lib/ca)', function () {
         assert.ok(reason.length > 0);
       }
     }
+  });
+
+  it('uses the subject key identifier of a CA from the settings files as the authority key identifier (certificates and CRLs)', async function () {
+    const caArgs = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '30', '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign'];
+    openssl(['req', '-x509', ...caArgs, '-keyout', 'ski-ca.key', '-out', 'ski-ca.crt', '-subj', '/CN=SKI CA', '-addext', 'subjectKeyIdentifier=01:02:03:04:05', '-addext', 'authorityKeyIdentifier=none'], dir);
+    openssl(['req', '-x509', ...caArgs, '-keyout', 'noski-ca.key', '-out', 'noski-ca.crt', '-subj', '/CN=No SKI CA', '-addext', 'subjectKeyIdentifier=none', '-addext', 'authorityKeyIdentifier=none'], dir);
+    const csr = makeCsr(dir, 'ski-client', ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256'], 'dev-ski');
+    for (const name of ['ski-ca', 'noski-ca']) {
+      const own = await RegistryCA.open({ dir: null, files: { cert: path.join(dir, `${name}.crt`), key: path.join(dir, `${name}.key`) } });
+      const signed = await own.signCsr(csr, 'dev-ski');
+      fs.writeFileSync(path.join(dir, `${name}-client.crt`), signed.pem);
+      fs.writeFileSync(path.join(dir, `${name}.crl`), own.crl([{ serial: signed.info.serial, revokedAt: new Date().toISOString() }]));
+      assert.match(openssl(['verify', '-CAfile', `${name}.crt`, '-purpose', 'sslclient', `${name}-client.crt`], dir), /OK/);
+      const text = openssl(['x509', '-in', `${name}-client.crt`, '-noout', '-text'], dir);
+      if (name === 'ski-ca') assert.match(text, /Authority Key Identifier: *\n\s*01:02:03:04:05\n/);
+      openssl(['crl', '-in', `${name}.crl`, '-CAfile', `${name}.crt`, '-noout', '-verify'], dir);
+      assert.throws(() => openssl(['verify', '-crl_check', '-CAfile', `${name}.crt`, '-CRLfile', `${name}.crl`, `${name}-client.crt`], dir), /certificate revoked/);
+    }
+  });
+
+  it('knows whether its CA may sign CRLs (keyUsage cRLSign, or no keyUsage at all)', async function () {
+    const created = await RegistryCA.open({ dir: null });
+    assert.equal(created.canSignCrl, true);
+    const cases: [string, string[], boolean][] = [
+      ['ku-crl', ['-addext', 'keyUsage=critical,keyCertSign,cRLSign'], true],
+      ['ku-nocrl', ['-addext', 'keyUsage=critical,keyCertSign'], false],
+      ['ku-none', [], true]
+    ];
+    for (const [name, ext, expected] of cases) {
+      openssl(['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '30', '-keyout', `${name}.key`, '-out', `${name}.crt`, '-subj', `/CN=${name}`, '-addext', 'basicConstraints=critical,CA:TRUE', ...ext], dir);
+      const ca = await RegistryCA.open({ dir: null, files: { cert: path.join(dir, `${name}.crt`), key: path.join(dir, `${name}.key`) } });
+      assert.equal(ca.canSignCrl, expected, name);
+    }
+  });
+
+  it('builds a CRL: v2, signed by the CA key, issuer = CA subject bytes, entries only when revoked, AKI and increasing cRLNumber', async function () {
+    const caDer = Buffer.from(new X509Certificate(ca.caCertificate()).raw);
+    const caFields = children(children(readTlv(caDer).content, 3)[0].content, 10);
+    const read = (pem: string) => {
+      const der = checkDer(Buffer.from(pem.replace(/-----[^-]+-----|\s/g, ''), 'base64'));
+      assert.match(pem, /^-----BEGIN X509 CRL-----\n/);
+      const [tbs, alg, sig] = children(der.content, 3);
+      assert.ok(verify('sha256', tbs.raw, new X509Certificate(ca.caCertificate()).publicKey, sig.content.subarray(1)), 'signed by the CA');
+      assert.equal(decodeOid(children(alg.content)[0].content), '1.2.840.10045.4.3.2');
+      const f = children(tbs.content, 8);
+      assert.deepEqual(f[0].content, Buffer.from([1]), 'version v2');
+      assert.deepEqual(f[1].raw, alg.raw);
+      assert.deepEqual(f[2].raw, caFields[5].raw, 'issuer = CA subject, byte for byte');
+      assert.equal(f[3].tag, TAG.UTC_TIME);
+      const exts = children(children(f[f.length - 1].content)[0].content);
+      assert.deepEqual(exts.map((e) => decodeOid(children(e.content)[0].content)), ['2.5.29.35', '2.5.29.20']);
+      const crlNumber = BigInt('0x' + children(children(exts[1].content)[1].content)[0].content.toString('hex'));
+      return { fields: f, crlNumber };
+    };
+    const empty = read(ca.crl([]));
+    assert.equal(empty.fields.length, 6, 'no revokedCertificates when empty');
+    const listed = read(ca.crl([{ serial: '00FF01', revokedAt: '2026-05-06T07:08:09Z' }, { serial: '7a', revokedAt: '2026-05-06T07:08:09Z' }, { serial: 'ff01', revokedAt: '2026-05-06T07:08:09Z' }]));
+    assert.equal(listed.fields.length, 7);
+    const entries = children(listed.fields[5].content);
+    assert.deepEqual(entries.map((e) => children(e.content)[0].content.toString('hex')), ['00ff01', '7a'], 'positive INTEGERs, duplicates once');
+    assert.equal(children(entries[0].content)[1].content.toString(), '260506070809Z');
+    assert.ok(listed.crlNumber > empty.crlNumber, 'cRLNumber increases');
+    assert.ok(listed.crlNumber >= BigInt(Date.now() - 60_000), 'cRLNumber from the clock (ms)');
   });
 
   it('issues a server certificate for the host names and addresses', async function () {
