@@ -31,6 +31,10 @@ export interface ButtonTarget {
 export interface RoutesApi {
   httpAdmin: App;
   httpNode: NodeApp | null;
+  /** Node-RED's httpNodeRoot ("/" unless set), where the device endpoint lives */
+  nodeRoot?: string;
+  /** Node-RED's HTTP server, to hold the device endpoint's limits before any body parser runs */
+  server?: import('node:events').EventEmitter | null;
   needsPermission(permission: string): Middleware;
   publish(topic: string, data: unknown): void;
   getNode(id: string): unknown;
@@ -54,9 +58,14 @@ function send(res: Res, promise: Promise<unknown> | unknown): void {
   );
 }
 
+/** The Content-Type a device sent, kept here while other parsers are shown another one. */
+const DEVICE_CONTENT_TYPE = Symbol('client-registry.contentType');
+type DeviceRequest = IncomingMessage & { [DEVICE_CONTENT_TYPE]?: string | undefined };
+
 /** The media type of a request body ("application/json"), lower case, without parameters. */
 function mediaType(req: Req): string {
-  const header = req.headers['content-type'];
+  const d = req as DeviceRequest;
+  const header = DEVICE_CONTENT_TYPE in d ? d[DEVICE_CONTENT_TYPE] : req.headers['content-type'];
   return typeof header === 'string' ? header.split(';')[0].trim().toLowerCase() : '';
 }
 
@@ -131,6 +140,58 @@ function body(req: Req): Record<string, unknown> {
   return typeof req.body === 'object' && req.body !== null ? (req.body as Record<string, unknown>) : {};
 }
 
+/** The path of a request target (origin or absolute form), without the query. */
+function targetPath(url: string): string {
+  const q = url.indexOf('?');
+  let path = q === -1 ? url : url.slice(0, q);
+  const scheme = /^[A-Za-z][A-Za-z0-9+.-]*:\/\/[^/]*/.exec(path);
+  if (scheme) path = path.slice(scheme[0].length) || '/';
+  return path;
+}
+
+function registerPathOf(nodeRoot: string | undefined): string {
+  const root = nodeRoot ?? '/';
+  return (root.endsWith('/') ? root : root + '/') + 'client-registry/register';
+}
+
+/** Answers a device request with JSON and ends its connection (the body is not read). */
+function refuse(res: ServerResponse, status: number, error: string): void {
+  if (res.headersSent) return;
+  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', connection: 'close' });
+  res.end(JSON.stringify({ error }), () => res.socket?.destroy());
+}
+
+const guardedServers = new WeakSet<object>();
+
+/**
+ * The device endpoint owns its body, on Node-RED's HTTP server before Express runs. Node-RED's
+ * admin app (at the same root by default) parses JSON and form bodies of up to 5 MB, with no
+ * time limit, before any route, and answers what it cannot parse with an HTML page: so the
+ * endpoint hides the Content-Type from it (kept for readBody) and reads the body itself. A POST
+ * to the endpoint must say how long its body is (411 otherwise: a chunked body could not be
+ * limited before it is read), at most MAX_BODY (413), and arrive within READ_TIMEOUT_MS (408).
+ */
+function guardRegisterRequests(server: import('node:events').EventEmitter, registerPath: string): void {
+  if (guardedServers.has(server)) return;
+  guardedServers.add(server);
+  server.prependListener('request', (req: IncomingMessage, res: ServerResponse) => {
+    if (req.method !== 'POST' || targetPath(req.url ?? '') !== registerPath) return;
+    const length = req.headers['content-length'];
+    if (length === undefined) return refuse(res, 411, 'the body must have a Content-Length');
+    if (!(Number(length) <= MAX_BODY)) return refuse(res, 413, `the body must be at most ${MAX_BODY} bytes`);
+    (req as DeviceRequest)[DEVICE_CONTENT_TYPE] = req.headers['content-type'];
+    req.headers['content-type'] = 'application/x.client-registry-device';
+    const timer = setTimeout(() => {
+      refuse(res, 408, 'the body did not arrive in time');
+      req.destroy();
+    }, READ_TIMEOUT_MS);
+    timer.unref();
+    const stop = (): void => clearTimeout(timer);
+    req.once('end', stop); // the body is in: answering may take longer (a password check)
+    res.once('close', stop);
+  });
+}
+
 export function registerRoutes(api: RoutesApi): void {
   if (registered.has(api.httpAdmin)) return;
   registered.add(api.httpAdmin);
@@ -199,6 +260,7 @@ export function registerRoutes(api: RoutesApi): void {
     send(res, node.button(body(req), who(req)));
   });
 
+  if (api.httpNode && api.server) guardRegisterRequests(api.server, registerPathOf(api.nodeRoot));
   if (api.httpNode) {
     api.httpNode.post('/client-registry/register', (req, res) => {
       readBody(req)

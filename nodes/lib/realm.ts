@@ -155,7 +155,13 @@ export class Realm extends EventEmitter {
     if (this.flowTokens.get(ownerId) !== token) throw new SupersededError(`user "${def.username}" was redefined or removed while its password was hashed`);
     const current = this.flowUsers.get(def.username);
     if (current && current.ownerId !== ownerId) throw new Error(`user "${def.username}" is defined twice in the flows`);
-    for (const [name, e] of this.flowUsers) if (e.ownerId === ownerId && name !== def.username) this.flowUsers.delete(name);
+    for (const [name, e] of this.flowUsers) {
+      if (e.ownerId === ownerId && name !== def.username) {
+        // the node was renamed: the old username is gone, and its client ids are free
+        this.flowUsers.delete(name);
+        this.userChanged(name, 'user renamed');
+      }
+    }
     const user: User = {
       username: def.username,
       passwordHash,
@@ -172,12 +178,17 @@ export class Realm extends EventEmitter {
     return user;
   }
 
-  removeFlowUser(ownerId: string): void {
+  /**
+   * Removes the user of a registry-user node. `deleted` is false when Node-RED only stops the
+   * node (a redeploy, a shutdown): the user comes back with the flows, so its client ids stay
+   * bound to it; true when the node was deleted from the flows, which frees them.
+   */
+  removeFlowUser(ownerId: string, deleted = true): void {
     this.flowTokens.delete(ownerId);
     for (const [username, e] of this.flowUsers) {
       if (e.ownerId === ownerId) {
         this.flowUsers.delete(username);
-        this.userChanged(username, 'user removed');
+        this.userChanged(username, 'user removed', !deleted);
       }
     }
   }
@@ -246,12 +257,12 @@ export class Realm extends EventEmitter {
     return c;
   }
 
-  protected userChanged(username: string, reason: string): void {
+  protected userChanged(username: string, reason: string, keepClientIds = false): void {
     this.compiled.delete(username);
     this.cache.forget(username);
     const user = this.getUser(username);
     // a removed (or disabled) user's client ids are free again
-    if (!user || user.disabled) this.clientIds.releaseUser(username);
+    if (!keepClientIds && (!user || user.disabled)) this.clientIds.releaseUser(username);
     this.emit('kick', [username], reason);
     this.emit('users');
   }

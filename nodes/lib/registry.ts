@@ -119,7 +119,7 @@ export function roleList(value: unknown): string[] {
 export function validateRoles(roles: unknown): string | null {
   if (!Array.isArray(roles)) return 'roles must be a list of role names';
   if (roles.length > MAX_ROLES) return `at most ${MAX_ROLES} roles`;
-  for (const r of roles) if (typeof r !== 'string' || !ROLE_NAME.test(r)) return `invalid role name ${JSON.stringify(r)}`;
+  for (const r of roles) if (typeof r !== 'string' || !ROLE_NAME.test(r)) return typeof r === 'string' ? `invalid role name ${JSON.stringify(r.slice(0, 64))}` : `invalid role name (a ${Array.isArray(r) ? 'list' : typeof r})`;
   return null;
 }
 

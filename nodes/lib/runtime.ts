@@ -4,6 +4,7 @@
  * runtime share. Its store lives in <userDir>/client-registry unless the settings say otherwise.
  */
 import path from 'node:path';
+import type { EventEmitter } from 'node:events';
 import { ClientRegistry } from './registry';
 import { readSettings, type RegistrySettings } from './settings';
 import { FileStore, type Store } from './store';
@@ -47,8 +48,31 @@ export function getRealm(ctx: RuntimeContext): RealmEntry {
   return entry;
 }
 
+const guardedServers = new WeakSet<object>();
+
+/**
+ * Node-RED's own comms handler parses every upgrade request's URL with url.parse, which throws
+ * on a target such as `http://[`: one request from anyone would end the runtime. Installed
+ * first on the server (once), this answers such a request by closing it and hands the other
+ * upgrade listeners a harmless URL instead. Requests that parse are left untouched.
+ */
+export function guardUpgradeRequests(server: EventEmitter): void {
+  if (guardedServers.has(server)) return;
+  guardedServers.add(server);
+  server.prependListener('upgrade', (req: { url?: string }, socket: { destroy(): void }) => {
+    try {
+      // eslint-disable-next-line @typescript-eslint/no-require-imports
+      require('node:url').parse(req.url ?? '');
+    } catch {
+      req.url = '/';
+      socket.destroy();
+    }
+  });
+}
+
 /** The parts of Node-RED's RED object the package uses (structural, so lib/ imports no Node-RED). */
 export interface RedLike extends RuntimeContext {
+  server?: EventEmitter;
   httpNode?: unknown;
   auth?: { needsPermission(p: string): unknown };
   comms?: { publish(topic: string, data: unknown, retain?: boolean): void };
@@ -66,10 +90,13 @@ export function setupRuntime(RED: RedLike): RealmEntry | Error {
   } catch (err) {
     return err as Error;
   }
+  if (RED.server) guardUpgradeRequests(RED.server);
   const passThrough = (_req: unknown, _res: unknown, next: () => void): void => next();
   registerRoutes({
     httpAdmin: RED.httpAdmin as never,
     httpNode: RED.settings.httpNodeRoot === false ? null : ((RED.httpNode as never) ?? null),
+    nodeRoot: typeof RED.settings.httpNodeRoot === 'string' ? RED.settings.httpNodeRoot : '/',
+    server: RED.server ?? null,
     needsPermission: (p) => (RED.auth?.needsPermission(p) ?? passThrough) as never,
     publish: (topic, data) => RED.comms?.publish(topic, data, false),
     getNode: (id) => RED.nodes.getNode(id),

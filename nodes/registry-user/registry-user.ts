@@ -41,8 +41,9 @@ export = function (RED: NodeAPI) {
     } catch (err) {
       report(err as Error);
     }
-    node.on('close', (_removed: boolean, done: () => void) => {
-      realm?.removeFlowUser(node.id);
+    node.on('close', (removed: boolean, done: () => void) => {
+      // stopped for a redeploy or a shutdown (removed false), the user keeps its client ids
+      realm?.removeFlowUser(node.id, removed === true);
       done();
     });
   }

@@ -83,7 +83,8 @@ export class NodeRedProcess {
       const timer = setTimeout(() => reject(new Error('Node-RED did not start:\n' + this.output)), 30000);
       const onData = (d: Buffer): void => {
         this.output += d.toString();
-        const m = /Server now running at (http:\/\/[^/\s]+)\//.exec(this.output);
+        // (no trailing slash when the editor is disabled: httpAdminRoot false)
+        const m = /Server now running at (http:\/\/[^/\s]+)/.exec(this.output);
         if (m && /Started flows/.test(this.output)) {
           clearTimeout(timer);
           this.url = m[1].replace('0.0.0.0', '127.0.0.1');
