@@ -167,9 +167,9 @@ const guardedServers = new WeakSet<object>();
  * The device endpoint owns its body, on Node-RED's HTTP server before Express runs. Node-RED's
  * admin app (at the same root by default) parses JSON and form bodies of up to 5 MB, with no
  * time limit, before any route, and answers what it cannot parse with an HTML page: so the
- * endpoint hides the Content-Type from it (kept for readBody) and reads the body itself. A POST
- * to the endpoint must say how long its body is (411 otherwise: a chunked body could not be
- * limited before it is read), at most MAX_BODY (413), and arrive within READ_TIMEOUT_MS (408).
+ * endpoint hides the Content-Type from it (kept for readBody) and reads the body itself, at most
+ * MAX_BODY (413 at once for a larger Content-Length, or when a chunked body grows past it),
+ * within READ_TIMEOUT_MS (408).
  */
 function guardRegisterRequests(server: import('node:events').EventEmitter, registerPath: string): void {
   if (guardedServers.has(server)) return;
@@ -177,8 +177,7 @@ function guardRegisterRequests(server: import('node:events').EventEmitter, regis
   server.prependListener('request', (req: IncomingMessage, res: ServerResponse) => {
     if (req.method !== 'POST' || targetPath(req.url ?? '') !== registerPath) return;
     const length = req.headers['content-length'];
-    if (length === undefined) return refuse(res, 411, 'the body must have a Content-Length');
-    if (!(Number(length) <= MAX_BODY)) return refuse(res, 413, `the body must be at most ${MAX_BODY} bytes`);
+    if (length !== undefined && !(Number(length) <= MAX_BODY)) return refuse(res, 413, `the body must be at most ${MAX_BODY} bytes`);
     (req as DeviceRequest)[DEVICE_CONTENT_TYPE] = req.headers['content-type'];
     req.headers['content-type'] = 'application/x.client-registry-device';
     const timer = setTimeout(() => {
