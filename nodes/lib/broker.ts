@@ -23,7 +23,7 @@ import type {
 import type { ConnectedClient, Realm, User } from './realm';
 import type { CompiledPermissions } from './permissions';
 import { MAX_TOPIC_BYTES, MAX_TOPIC_LEVELS, isValidFilter, topicNameError } from './permissions';
-import { createSafeEmitter } from './safe-emitter';
+import { BACKLOG, createSafeEmitter, type Backlog } from './safe-emitter';
 import { DEFAULT_LIMITS, type Limits } from './settings';
 import { limitPacketSize, pendingWill, setWebSocketMaxPayload, tlsRawSocket } from './aedes-internals';
 
@@ -126,7 +126,7 @@ const LIMITS = Symbol('client-registry.limits');
 const GATE_SOCKET = Symbol('client-registry.gateSocket');
 /** the WebSocket under a stream, whose message limit grows after authentication */
 const WEBSOCKET = Symbol('client-registry.webSocket');
-type RegistryClient = Client & { [SESSION]?: Session; _emptyId?: boolean };
+type RegistryClient = Client & { [SESSION]?: Session; _emptyId?: boolean; pause(): void; resume(): void };
 type GatedStream = Duplex & { [GATE_SOCKET]?: Duplex; [WEBSOCKET]?: WebSocket };
 
 function addressOf(client: Client): string {
@@ -217,6 +217,11 @@ export class RegistryBroker extends EventEmitter {
   readonly limits: Limits;
   private readonly gate: PreAuthGate;
   private readonly isConnected = (clientId: string): boolean => this.owners.has(clientId);
+  /** messages waiting for delivery, and the publishers paused until they drain */
+  private readonly backlog: Backlog;
+  private readonly paused = new Set<RegistryClient>();
+  /** a subscriber with this much unsent is congested: QoS 0 messages to it are dropped */
+  private readonly congested: number;
   /** refused publishes to acknowledge and drop (see authorizePublish) */
   private readonly dropped = new WeakSet<object>();
   private readonly onKick: (usernames: string[], reason: string) => void;
@@ -234,6 +239,10 @@ export class RegistryBroker extends EventEmitter {
     this.limits = { ...DEFAULT_LIMITS, ...opts.limits };
     this.gate = new PreAuthGate(this.limits);
     (aedes as unknown as { [LIMITS]: Limits })[LIMITS] = this.limits;
+    this.congested = Math.max(4 * 1024 * 1024, 2 * this.limits.maxPacketBytes);
+    this.backlog = (aedes as unknown as { mq: { [BACKLOG]: Backlog } }).mq[BACKLOG];
+    this.backlog.low = this.limits.maxQueuedBytes / 2;
+    this.backlog.onDrained = () => this.resumePublishers();
     this.onKick = (usernames, reason) => this.kick(usernames, reason);
     realm.on('kick', this.onKick);
     realm.on('warning', this.onRealmWarning);
@@ -481,6 +490,11 @@ export class RegistryBroker extends EventEmitter {
     const decision = this.writeDecision(s, packet.topic, topic);
     if (decision === 'allow') {
       packet.topic = topic;
+      // backpressure: while too much waits for delivery, this publisher is not read from
+      if (this.backlog.bytes > this.limits.maxQueuedBytes && client) {
+        client.pause();
+        this.paused.add(client);
+      }
       return cb(null);
     }
     if (decision === 'invalid') {
@@ -505,8 +519,17 @@ export class RegistryBroker extends EventEmitter {
   private authorizeForward(client: RegistryClient, packet: AedesPublishPacket): AedesPublishPacket | null {
     const s = client[SESSION];
     if (!s) return null;
+    // a subscriber that does not read gets no more QoS 0 messages (as Mosquitto drops them for
+    // a full queue) instead of holding a delivery slot until it drains
+    if (packet.qos === 0 && (client.conn as Partial<net.Socket>).writableLength! > this.congested) return null;
     const topic = packet.topic;
     return memo(readMemo(s), topic, () => s.perms.allowsTopic('read', topic, s)) ? packet : null;
+  }
+
+  private resumePublishers(): void {
+    const paused = [...this.paused];
+    this.paused.clear();
+    for (const c of paused) if (!c.closed) c.resume();
   }
 
   // ---- changes of users and roles -------------------------------------------------------------

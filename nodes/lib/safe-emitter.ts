@@ -15,7 +15,24 @@
 import mqemitter from 'mqemitter';
 
 type Callback = (err?: Error | null) => void;
-type Message = { topic: string };
+type Message = { topic: string; payload?: { length: number } | string };
+
+/**
+ * Bytes of messages waiting in the emitter's queue (all `concurrency` deliveries busy, e.g. with
+ * a subscriber that does not read). aedes keeps reading from publishers meanwhile (its batch
+ * gate is reopened by every 'readable' event), so without a bound this grows with what
+ * publishers send. The broker pauses publishers over a budget and resumes them from onDrained.
+ */
+export interface Backlog {
+  bytes: number;
+  onDrained: (() => void) | null;
+  /** onDrained is called once bytes fall to this or below */
+  low: number;
+}
+
+export const BACKLOG = Symbol('client-registry.backlog');
+
+const messageBytes = (m: Message): number => m.topic.length + (m.payload ? m.payload.length : 0);
 
 interface MQInternals {
   _messageQueue: { push(m: unknown): number; shift(): unknown; length: number };
@@ -60,6 +77,19 @@ const DRAIN_BATCH = 1000;
 export function createSafeEmitter(opts: { concurrency?: number; matchEmptyLevels?: boolean }): ReturnType<typeof mqemitter> {
   const mq = mqemitter(opts);
   const internals = mq as unknown as MQInternals;
+  const backlog: Backlog = { bytes: 0, onDrained: null, low: 0 };
+  (mq as unknown as { [BACKLOG]: Backlog })[BACKLOG] = backlog;
+  /** messages that went to mqemitter's own queue, with their size */
+  const queued = new WeakMap<object, number>();
+  const emit = mq.emit.bind(mq);
+  mq.emit = function countedEmit(message: Message, cb?: Callback) {
+    if (internals.current >= (opts.concurrency ?? 0) && (opts.concurrency ?? 0) > 0 && typeof message === 'object' && message !== null) {
+      const bytes = messageBytes(message);
+      queued.set(message, bytes);
+      backlog.bytes += bytes;
+    }
+    return emit(message as never, cb);
+  } as typeof mq.emit;
   internals._messageQueue = new Fifo();
   internals._messageCallbacks = new Fifo();
   const originalDo = internals._do;
@@ -94,6 +124,13 @@ export function createSafeEmitter(opts: { concurrency?: number; matchEmptyLevels
   }
 
   internals._do = function guardedDo(message: Message, cb: Callback) {
+    const bytes = queued.get(message);
+    if (bytes !== undefined) {
+      // out of mqemitter's queue: into delivery (or our short FIFO, which holds a slot)
+      queued.delete(message);
+      backlog.bytes -= bytes;
+      if (backlog.bytes <= backlog.low && backlog.onDrained) backlog.onDrained();
+    }
     if (waiting.length > 0 || depth >= MAX_DEPTH) {
       internals._doing = true; // mqemitter must not think its queue ran dry while ours holds work
       internals.current++; // hold the slot while the message waits

@@ -25,6 +25,11 @@ export interface Limits {
   maxClientIdBytes: number;
   /** client-id bindings one user may hold; its own oldest unconnected one is released first */
   maxClientIdsPerUser: number;
+  /**
+   * bytes of messages waiting for delivery, broker-wide (a subscriber that does not read holds
+   * deliveries); over it, publishing clients are paused until half of it has drained
+   */
+  maxQueuedBytes: number;
 }
 
 export const DEFAULT_LIMITS: Limits = {
@@ -34,7 +39,8 @@ export const DEFAULT_LIMITS: Limits = {
   maxPreAuthPerAddress: 64,
   maxPreAuth: 2048,
   maxClientIdBytes: 256,
-  maxClientIdsPerUser: 1000
+  maxClientIdsPerUser: 1000,
+  maxQueuedBytes: 64 * 1024 * 1024
 };
 
 /** [min, max] of each limit */
@@ -45,7 +51,8 @@ const LIMIT_RANGES: Record<keyof Limits, [number, number]> = {
   maxPreAuthPerAddress: [1, 1_000_000],
   maxPreAuth: [1, 10_000_000],
   maxClientIdBytes: [23, 65535],
-  maxClientIdsPerUser: [1, 10_000_000]
+  maxClientIdsPerUser: [1, 10_000_000],
+  maxQueuedBytes: [1024 * 1024, 16 * 1024 * 1024 * 1024]
 };
 
 export interface RegistrySettings {
