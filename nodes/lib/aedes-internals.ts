@@ -25,8 +25,10 @@ type LimitedParser = PacketParser & { [LIMIT]: PacketLimit };
  * header is read and ends the connection (MQTT 3.1.1 has no reason code for it) before the
  * body is buffered. One shared function, no closure per connection.
  */
+let parseLength: (this: PacketParser) => boolean = () => false;
+
 function parseLengthWithinLimit(this: LimitedParser): boolean {
-  const ok = Object.getPrototypeOf(this)._parseLength.call(this) as boolean;
+  const ok = parseLength.call(this);
   if (ok) {
     const limit = this[LIMIT](this.client);
     if (this.packet.length > limit) {
@@ -39,7 +41,9 @@ function parseLengthWithinLimit(this: LimitedParser): boolean {
 
 export function limitPacketSize(client: Client, limit: PacketLimit): void {
   const parser = (client as unknown as { _parser: LimitedParser })._parser;
-  if (!parser || typeof Object.getPrototypeOf(parser)._parseLength !== 'function') throw new Error('aedes internals changed: client._parser._parseLength');
+  const original = parser ? Object.getPrototypeOf(parser)._parseLength : undefined;
+  if (typeof original !== 'function') throw new Error('aedes internals changed: client._parser._parseLength');
+  parseLength = original; // the same prototype for every client: mqtt-packet's Parser
   parser[LIMIT] = limit;
   parser._parseLength = parseLengthWithinLimit;
 }

@@ -121,7 +121,6 @@ const readMemo = (s: Session): TopicMemo<boolean> => (s.readable ??= { map: new 
 const writeMemo = (s: Session): TopicMemo<WriteDecision> => (s.writable ??= { map: new Map(), chars: 0 });
 
 const SESSION = Symbol('client-registry.session');
-const LIMITS = Symbol('client-registry.limits');
 /** the socket a connection's pre-authentication slot is charged to (TLS: the raw TCP socket) */
 const GATE_SOCKET = Symbol('client-registry.gateSocket');
 /** the WebSocket under a stream, whose message limit grows after authentication */
@@ -134,11 +133,6 @@ function addressOf(client: Client): string {
   return conn?.remoteAddress ?? client.req?.socket?.remoteAddress ?? '';
 }
 
-/** Before authentication a packet may be maxConnectBytes; after it, maxPacketBytes. */
-function packetLimit(client: Client): number {
-  const limits = (client as unknown as { broker: { [LIMITS]: Limits } }).broker[LIMITS];
-  return (client as RegistryClient)[SESSION] ? limits.maxPacketBytes : limits.maxConnectBytes;
-}
 
 /**
  * Connections not yet authenticated, per remote address and in total. A connection takes a
@@ -217,6 +211,7 @@ export class RegistryBroker extends EventEmitter {
   readonly limits: Limits;
   private readonly gate: PreAuthGate;
   private readonly isConnected = (clientId: string): boolean => this.owners.has(clientId);
+  private readonly packetLimit: (client: Client) => number;
   /** messages waiting for delivery, and the publishers paused until they drain */
   private readonly backlog: Backlog;
   private readonly paused = new Set<RegistryClient>();
@@ -238,7 +233,9 @@ export class RegistryBroker extends EventEmitter {
     this.aedes = aedes;
     this.limits = { ...DEFAULT_LIMITS, ...opts.limits };
     this.gate = new PreAuthGate(this.limits);
-    (aedes as unknown as { [LIMITS]: Limits })[LIMITS] = this.limits;
+    const { maxPacketBytes, maxConnectBytes } = this.limits;
+    // before authentication a packet may be maxConnectBytes; after it, maxPacketBytes
+    this.packetLimit = (client) => ((client as RegistryClient)[SESSION] ? maxPacketBytes : maxConnectBytes);
     this.congested = Math.max(4 * 1024 * 1024, 2 * this.limits.maxPacketBytes);
     this.backlog = (aedes as unknown as { mq: { [BACKLOG]: Backlog } }).mq[BACKLOG];
     this.backlog.low = this.limits.maxQueuedBytes / 2;
@@ -660,7 +657,7 @@ export class RegistryBroker extends EventEmitter {
     if (conn instanceof net.Socket) coalesceWrites(conn);
     const client = this.aedes.handle(conn as never, req as never);
     try {
-      limitPacketSize(client, packetLimit);
+      limitPacketSize(client, this.packetLimit);
     } catch (err) {
       // fail closed: without the limit the connection is not served
       conn.destroy();

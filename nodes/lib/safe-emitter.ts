@@ -82,8 +82,9 @@ export function createSafeEmitter(opts: { concurrency?: number; matchEmptyLevels
   /** messages that went to mqemitter's own queue, with their size */
   const queued = new WeakMap<object, number>();
   const emit = mq.emit.bind(mq);
+  const concurrency = opts.concurrency ?? 0;
   mq.emit = function countedEmit(message: Message, cb?: Callback) {
-    if (internals.current >= (opts.concurrency ?? 0) && (opts.concurrency ?? 0) > 0 && typeof message === 'object' && message !== null) {
+    if (concurrency > 0 && internals.current >= concurrency && typeof message === 'object' && message !== null) {
       const bytes = messageBytes(message);
       queued.set(message, bytes);
       backlog.bytes += bytes;
