@@ -16,7 +16,7 @@ import path from 'node:path';
 import * as mqttPacket from 'mqtt-packet';
 import WebSocket from 'ws';
 import { NodeRedProcess } from '../helpers/nodered-process';
-import { ClientPool, HOST, publish, sleep, subscribe, waitFor, within } from '../helpers/mqtt';
+import { ClientPool, HOST, fixedHeader, publish, sleep, subscribe, waitFor, within } from '../helpers/mqtt';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 
@@ -226,18 +226,6 @@ function rssBytes(pid: number): number {
   return Number(m[1]) * 1024;
 }
 
-/** An MQTT fixed header announcing `length` bytes of remaining length. */
-function fixedHeader(first: number, length: number): Buffer {
-  const bytes = [first];
-  let n = length;
-  do {
-    let b = n % 128;
-    n = Math.floor(n / 128);
-    if (n > 0) b |= 0x80;
-    bytes.push(b);
-  } while (n > 0);
-  return Buffer.from(bytes);
-}
 
 /**
  * Streams `total` bytes (or until `ms` pass) into a socket, respecting back-pressure, and stops

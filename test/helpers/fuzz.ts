@@ -4,6 +4,7 @@
  * generate), a bounded worker pool and readings of a process from /proc.
  */
 import fs from 'node:fs';
+import { varint } from './mqtt';
 
 /** FUZZ_SEED from the environment, else a fresh one (printed by the suite so it can be replayed). */
 export function fuzzSeed(): number {
@@ -141,18 +142,7 @@ export function mutate(input: Buffer, rng: Rng, rounds = rng.range(1, 4)): Buffe
 
 // ---- MQTT framing by hand ----------------------------------------------------------------------
 
-/** The remaining-length varint (1 to 4 bytes; larger values give a malformed 5th byte on purpose). */
-export function varint(n: number): Buffer {
-  const out: number[] = [];
-  let v = n;
-  do {
-    let byte = v % 128;
-    v = Math.floor(v / 128);
-    if (v > 0) byte |= 0x80;
-    out.push(byte);
-  } while (v > 0);
-  return Buffer.from(out);
-}
+export { varint } from './mqtt';
 
 export function u16(n: number): Buffer {
   const b = Buffer.alloc(2);

@@ -289,3 +289,21 @@ export function rawConnack(
     socket.write(packet);
   });
 }
+
+/** The remaining-length varint (1 to 4 bytes; larger values give a malformed 5th byte on purpose). */
+export function varint(n: number): Buffer {
+  const out: number[] = [];
+  let v = n;
+  do {
+    let byte = v % 128;
+    v = Math.floor(v / 128);
+    if (v > 0) byte |= 0x80;
+    out.push(byte);
+  } while (v > 0);
+  return Buffer.from(out);
+}
+
+/** An MQTT fixed header: the first byte (type and flags, e.g. 0x10 CONNECT) and the remaining length it announces. */
+export function fixedHeader(first: number, length: number): Buffer {
+  return Buffer.concat([Buffer.from([first]), varint(length)]);
+}

@@ -12,7 +12,7 @@ import WebSocket from 'ws';
 import { Realm } from '../../nodes/lib/realm';
 import { RegistryBroker, type BrokerOptions } from '../../nodes/lib/broker';
 import { DEFAULT_LIMITS, type Limits } from '../../nodes/lib/settings';
-import { ClientPool, HOST, publish, rawConnack, subscribe, waitFor, within } from '../helpers/mqtt';
+import { ClientPool, HOST, fixedHeader, publish, rawConnack, subscribe, waitFor, within } from '../helpers/mqtt';
 
 const pass = (u: string): string => `${u}-pass`;
 
@@ -28,18 +28,6 @@ function closedWithin(socket: net.Socket | WebSocket, ms: number, what: string):
   );
 }
 
-/** A fixed header announcing `length` bytes of a packet of type `type` (1 = CONNECT, 3 = PUBLISH). */
-function header(type: number, length: number): Buffer {
-  const bytes = [type << 4];
-  let n = length;
-  do {
-    let b = n % 128;
-    n = Math.floor(n / 128);
-    if (n > 0) b |= 0x80;
-    bytes.push(b);
-  } while (n > 0);
-  return Buffer.from(bytes);
-}
 
 describe('broker limits: before and after authentication', function () {
   this.timeout(20_000);
@@ -67,7 +55,7 @@ describe('broker limits: before and after authentication', function () {
     await start();
     const socket = pool.socket(port);
     await new Promise((r) => socket.once('connect', r));
-    socket.write(header(1, 200 * 1024 * 1024));
+    socket.write(fixedHeader(0x10, 200 * 1024 * 1024));
     socket.write(Buffer.alloc(64 * 1024, 1));
     await closedWithin(socket, 5000, 'the broker to close an oversized CONNECT');
     // a CONNECT within the limit is served as before
@@ -266,7 +254,7 @@ describe('broker limits: before and after authentication', function () {
       const ws = new WebSocket(`ws://${HOST}:${serverPort}/mqtt`, 'mqtt');
       ws.on('error', () => undefined);
       await new Promise((r) => ws.once('open', r));
-      ws.send(Buffer.concat([header(1, 300_000), Buffer.alloc(300_000)]));
+      ws.send(Buffer.concat([fixedHeader(0x10, 300_000), Buffer.alloc(300_000)]));
       await closedWithin(ws, 5000, 'the broker to close the WebSocket');
     });
   });
