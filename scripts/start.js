@@ -66,6 +66,24 @@ if (!fs.existsSync(flowsFile)) {
   console.log(`[client-registry] deployed the example "${EXAMPLE}" with demo users: ${Object.entries(DEMO_PASSWORDS).map(([u, p]) => `${u} / ${p}`).join(', ')}`);
 }
 
+// a user directory from before the demo broker was bound to loopback: bind it now (only the
+// example's own broker, only when it still listens on every interface)
+try {
+  const example = JSON.parse(fs.readFileSync(path.join(root, 'examples', `${EXAMPLE}.json`), 'utf8'));
+  const exampleBrokers = new Set(example.filter((n) => n.type === 'registry-broker').map((n) => n.id));
+  const flows = JSON.parse(fs.readFileSync(flowsFile, 'utf8'));
+  let changed = false;
+  for (const n of Array.isArray(flows) ? flows : []) {
+    if (exampleBrokers.has(n.id) && !String(n.host ?? '').trim()) {
+      n.host = process.env.HOST || '127.0.0.1';
+      changed = true;
+    }
+  }
+  if (changed) fs.writeFileSync(flowsFile, JSON.stringify(flows, null, 2));
+} catch {
+  /* flows the user rewrote by hand: left as they are */
+}
+
 const red = require.resolve('node-red/red.js', { paths: [root] });
 const child = spawn(process.execPath, [red, '--userDir', userDir, '--settings', settingsFile], { stdio: 'inherit' });
 const forward = (sig) => () => child.kill(sig);

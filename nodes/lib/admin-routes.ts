@@ -151,7 +151,7 @@ function targetPath(url: string): string {
 
 function registerPathOf(nodeRoot: string | undefined): string {
   const root = nodeRoot ?? '/';
-  return (root.endsWith('/') ? root : root + '/') + 'client-registry/register';
+  return ((root.endsWith('/') ? root : root + '/') + 'client-registry/register').toLowerCase();
 }
 
 /** Answers a device request with JSON and ends its connection (the body is not read). */
@@ -175,11 +175,11 @@ function guardRegisterRequests(server: import('node:events').EventEmitter, regis
   if (guardedServers.has(server)) return;
   guardedServers.add(server);
   server.prependListener('request', (req: IncomingMessage, res: ServerResponse) => {
-    if (req.method !== 'POST' || targetPath(req.url ?? '') !== registerPath) return;
-    const length = req.headers['content-length'];
-    if (length !== undefined && !(Number(length) <= MAX_BODY)) return refuse(res, 413, `the body must be at most ${MAX_BODY} bytes`);
+    // as Express routes it: any case, with or without a trailing slash
+    if (req.method !== 'POST' || targetPath(req.url ?? '').replace(/\/$/, '').toLowerCase() !== registerPath) return;
     (req as DeviceRequest)[DEVICE_CONTENT_TYPE] = req.headers['content-type'];
     req.headers['content-type'] = 'application/x.client-registry-device';
+    // a declared length over the limit is answered 413 by readBody, before any byte is read
     const timer = setTimeout(() => {
       refuse(res, 408, 'the body did not arrive in time');
       req.destroy();

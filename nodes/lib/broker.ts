@@ -102,18 +102,20 @@ interface TopicMemo<V> {
 }
 const MEMO_MAX_TOPIC_CHARS = 1024;
 const MEMO_MAX_CHARS = 16 * 1024;
+const MEMO_ENTRY_COST = 64;
 
 function memo<V>(m: TopicMemo<V>, key: string, compute: () => V): V {
   const known = m.map.get(key);
   if (known !== undefined) return known;
   const value = compute();
   if (key.length > MEMO_MAX_TOPIC_CHARS) return value;
-  if (m.chars + key.length > MEMO_MAX_CHARS) {
+  // an entry costs its key and ~64 bytes of map overhead, whatever the key's length
+  if (m.chars + key.length + MEMO_ENTRY_COST > MEMO_MAX_CHARS) {
     m.map.clear();
     m.chars = 0;
   }
   m.map.set(key, value);
-  m.chars += key.length;
+  m.chars += key.length + MEMO_ENTRY_COST;
   return value;
 }
 
@@ -221,6 +223,7 @@ export class RegistryBroker extends EventEmitter {
   private readonly dropped = new WeakSet<object>();
   private readonly onKick: (usernames: string[], reason: string) => void;
   private readonly onRealmWarning = (err: Error): void => void this.emit('warning', err);
+  private readonly onServerError = (err: Error): void => void this.emit('warning', new Error(`listener: ${err.message}`));
   private closed = false;
   private crlTimer: NodeJS.Timeout | null = null;
 
@@ -324,6 +327,23 @@ export class RegistryBroker extends EventEmitter {
       return publish(packet, client, done);
     }) as unknown as typeof a.publish;
 
+    // aedes stores a persistent session's subscriptions by handing the whole SUBSCRIBE to the
+    // persistence once per granted filter (n calls of n filters: one packet of a few thousand
+    // filters froze the process for seconds), refused filters included (they would queue
+    // offline messages nobody may read). Stored once per packet, only what was granted.
+    const persistence = (a as unknown as { persistence: { addSubscriptions(c: Client, subs: Subscription[]): Promise<unknown> } }).persistence;
+    const addSubscriptions = persistence.addSubscriptions.bind(persistence);
+    const stored = new WeakMap<object, Promise<unknown>>();
+    persistence.addSubscriptions = (client, subs) => {
+      const known = stored.get(subs);
+      if (known) return known;
+      const s = (client as RegistryClient)[SESSION];
+      const granted = s ? subs.filter((sub) => isValidFilter(sub.topic) && s.perms.allowsSubscription(sub.topic, s)) : [];
+      const done = granted.length > 0 ? addSubscriptions(client, granted) : Promise.resolve();
+      stored.set(subs, done);
+      return done;
+    };
+
     a.on('clientReady', (client) => {
       const s = (client as RegistryClient)[SESSION];
       if (s) this.event('connected', s);
@@ -345,10 +365,13 @@ export class RegistryBroker extends EventEmitter {
     (a as unknown as EventEmitter).on('error', (err: Error) => this.emit('warning', err));
   }
 
-  private event(topic: AccessEventTopic, s: { username: string; clientId: string; address: string }, extra: object = {}): void {
+  private event(topic: AccessEventTopic, s: { username: string; clientId: string; address: string }, extra: { topic?: string } & Record<string, unknown> = {}): void {
+    // what a client sent is kept short in events (they go to flows, logs and dashboards)
+    const short = (v: string): string => (v.length > 256 ? v.slice(0, 256) + '…' : v);
+    if (typeof extra.topic === 'string') extra = { ...extra, topic: short(extra.topic) };
     const evt: AccessEvent = {
       topic,
-      payload: { username: s.username, clientId: s.clientId, address: s.address, ...extra }
+      payload: { username: short(s.username), clientId: short(s.clientId), address: s.address, ...extra }
     };
     this.emit('access', evt);
   }
@@ -495,7 +518,7 @@ export class RegistryBroker extends EventEmitter {
       return cb(null);
     }
     if (decision === 'invalid') {
-      this.event('publish-denied', s, { topic: topic.slice(0, 256), reason: 'invalid topic' });
+      this.event('publish-denied', s, { topic, reason: 'invalid topic' });
       return cb(new Error('invalid topic name')); // ends the connection
     }
     this.event('publish-denied', s, { topic, reason: topic.startsWith('$') ? 'reserved topic' : 'no write permission' });
@@ -554,7 +577,7 @@ export class RegistryBroker extends EventEmitter {
         if (!this.gate.admit(socket)) return void socket.destroy();
         this.handle(socket);
       });
-      await listenOn(this.tcp, port, host);
+      await listenOn(this.tcp, port, host, this.onServerError);
     }
     if (this.opts.tlsPort !== null && this.opts.tlsPort !== undefined) {
       if (!this.opts.tls) throw new Error('the TLS listener needs a certificate and key');
@@ -580,7 +603,7 @@ export class RegistryBroker extends EventEmitter {
       });
       // failed handshakes (no, foreign or revoked client certificate) end that socket only
       this.tlsServer.on('tlsClientError', (_err, socket) => socket.destroy());
-      await listenOn(this.tlsServer, this.opts.tlsPort, host);
+      await listenOn(this.tlsServer, this.opts.tlsPort, host, this.onServerError);
       if (this.opts.clientCa && this.opts.crl) {
         // revocations take effect at the next handshake; the CRL is also re-signed daily so its
         // nextUpdate never passes (an expired CRL would fail every handshake)
@@ -602,7 +625,8 @@ export class RegistryBroker extends EventEmitter {
     if (wsPort !== null && wsPort !== undefined) {
       const httpMod = await import('node:http');
       this.wsServer = httpMod.createServer((_req, res) => {
-        res.writeHead(426, { 'content-type': 'text/plain' }).end('MQTT over WebSocket: upgrade required\n');
+        // no keep-alive: a connection that does not upgrade must not hold its slot
+        res.writeHead(426, { 'content-type': 'text/plain', connection: 'close' }).end('MQTT over WebSocket: upgrade required\n');
       });
       // a connection that never upgrades is closed like one that never sends CONNECT
       this.wsServer.headersTimeout = this.limits.connectTimeoutMs;
@@ -611,7 +635,7 @@ export class RegistryBroker extends EventEmitter {
         if (!this.gate.admit(socket)) socket.destroy();
       });
       this.wsServer.on('upgrade', (req, socket, head) => this.upgrade(req, socket, head));
-      await listenOn(this.wsServer, wsPort, host);
+      await listenOn(this.wsServer, wsPort, host, this.onServerError);
     }
     if (wsServer) {
       const path = wsServer.path;
@@ -725,12 +749,14 @@ function coalesceWrites(socket: net.Socket): void {
   socket.write = coalescedWrite as typeof socket.write;
 }
 
-function listenOn(server: net.Server, port: number, host?: string): Promise<void> {
+function listenOn(server: net.Server, port: number, host?: string, onLaterError?: (err: Error) => void): Promise<void> {
   return new Promise((resolve, reject) => {
     const onError = (err: Error): void => reject(err);
     server.once('error', onError);
     server.listen({ port, host: host || undefined }, () => {
       server.off('error', onError);
+      // an accept error later (out of file descriptors) must not end the runtime
+      server.on('error', (err: Error) => onLaterError?.(err));
       resolve();
     });
   });

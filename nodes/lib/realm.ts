@@ -285,11 +285,14 @@ export class Realm extends EventEmitter {
    */
   async authenticate(username: string, password: string, address: string, _clientId = ''): Promise<AuthResult> {
     await this.ready();
+    // no user can have a name of another shape: refused before it is kept anywhere (the back-off
+    // tables key on it, and a CONNECT may carry a username of 64 KiB)
+    if (validateUsername(username)) return { ok: false, code: 4, reason: 'unknown user', unknownUser: true };
     const user = this.getUser(username);
     const hash = user?.passwordHash ?? null;
     if (user && hash && this.cache.has(username, hash, password)) return this.accept(user, address);
 
-    if (Buffer.byteLength(password) > MAX_PASSWORD_BYTES) return { ok: false, code: 4, reason: 'password too long', user };
+    if (Buffer.byteLength(password) > MAX_PASSWORD_BYTES) return { ok: false, code: 4, reason: 'password too long' };
     const wait = this.throttle.byUsername.remaining(username);
     if (wait > 0) return { ok: false, code: 5, throttled: true, reason: `too many failed logins; retry in ${Math.ceil(wait / 1000)} s` };
     if (!user && this.registrationOpen() && !this.unknownLimiter.take(address)) {

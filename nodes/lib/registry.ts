@@ -12,7 +12,7 @@
  */
 import { randomBytes, randomInt } from 'node:crypto';
 import { Realm, type AuthResult, type User } from './realm';
-import { checkPasswordPolicy, validatePublishPrefix, validateUsername } from './passwords';
+import { MAX_PASSWORD_BYTES, checkPasswordPolicy, validatePublishPrefix, validateUsername } from './passwords';
 import { RateLimiter } from './throttle';
 import { AUDIT_KEEP, type AuditEntry, type PendingRequest, type Store, type StoreOp } from './store';
 import type { RegistrySettings } from './settings';
@@ -619,6 +619,7 @@ export class ClientRegistry extends Realm {
     const usernameError = validateUsername(b.username);
     if (usernameError) return fail(400, usernameError);
     if (typeof b.password !== 'string' || b.password.length === 0) return fail(400, 'password is required');
+    if (Buffer.byteLength(b.password) > MAX_PASSWORD_BYTES) return fail(400, `password must be at most ${MAX_PASSWORD_BYTES} bytes`);
     const username = b.username as string;
     const password = b.password;
     if (b.roles !== undefined) {

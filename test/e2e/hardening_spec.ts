@@ -727,6 +727,14 @@ describe('issue 8 hardening (real Node-RED)', function () {
       });
     }
 
+    it('holds the same rules however Express would route the path (case, trailing slash)', async function () {
+      for (const path of ['/Client-Registry/Register', '/client-registry/register/']) {
+        const r = await post(`${red.url}${path}`, '{"username": "x",', 'application/json', 5000);
+        assert.equal(r.status, 400, `${path}: ${JSON.stringify(r.body).slice(0, 120)}`);
+        assert.equal(typeof r.body?.error, 'string', `${path}: a JSON { error } answer`);
+      }
+    });
+
     it('answers 415 to a form-encoded or text/plain body', async function () {
       const form = await post(url, new URLSearchParams({ username: 'form-dev', password: 'form-dev-pass' }).toString(), 'application/x-www-form-urlencoded', 5000);
       assert.equal(form.status, 415, JSON.stringify(form.body));

@@ -159,6 +159,28 @@ describe('broker limits: before and after authentication', function () {
     assert.deepEqual(pool.inbox(root), []);
   });
 
+  it('a persistent session subscribing to thousands of filters in one packet is answered promptly, and keeps only what was granted', async function () {
+    await start();
+    realm.setFlowRole('r-own', { name: 'own', permissions: [{ topic: 'devices/{username}/#', access: 'readWrite' }] });
+    await realm.setFlowUser('u-dev', { username: 'dev', password: pass('dev'), roles: ['own'], publishPrefix: '', disabled: false });
+    const filters = [...Array.from({ length: 3000 }, (_, i) => `devices/dev/${i}`), 'secret/#'];
+    const dev = await pool.connect(port, { username: 'dev', password: pass('dev'), clientId: 'dev-persistent', clean: false });
+    const granted = await within(subscribe(dev, filters, 1), 5000, 'the SUBACK for 3001 filters');
+    assert.equal(granted.length, 3001);
+    assert.equal(granted[3000], 128, 'secret/# refused');
+    await dev.endAsync();
+    const root = await pool.connect(port, { username: 'root', password: pass('root'), clientId: `root-${++seq}` });
+    await publish(root, 'devices/dev/7', 'kept', { qos: 1 });
+    await publish(root, 'secret/x', 'never', { qos: 1 });
+    const again = await pool.connect(port, { username: 'dev', password: pass('dev'), clientId: 'dev-persistent', clean: false });
+    await waitFor(() => pool.inbox(again).length > 0, 5000, 'the queued message');
+    await new Promise((r) => setTimeout(r, 200));
+    assert.deepEqual(
+      pool.inbox(again).map((m) => m.payload),
+      ['kept']
+    );
+  });
+
   describe('a subscriber that does not read', function () {
     /** A raw subscriber to '#' at this QoS that then stops reading (its socket paused). */
     async function stalledSubscriber(qos: 0 | 1): Promise<net.Socket> {
