@@ -150,7 +150,7 @@ function releaseGateSlot(this: GateSocket): void {
   this[GATE]?.release(this);
 }
 
-export class PreAuthGate {
+class PreAuthGate {
   private readonly perAddress = new Map<string, number>();
   private total = 0;
 
@@ -182,9 +182,6 @@ export class PreAuthGate {
     this.total--;
   }
 
-  get size(): number {
-    return this.total;
-  }
 }
 
 /** The path of a request target, without query; never throws (any string from the network). */

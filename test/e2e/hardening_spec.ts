@@ -86,6 +86,16 @@ function rawSocket(port: number, localAddress?: string): net.Socket {
   return socket;
 }
 
+/** A raw socket that connected (or was closed at once) and then sends nothing. */
+async function idleSocket(port: number, address?: string): Promise<net.Socket> {
+  const s = rawSocket(port, address);
+  await new Promise<void>((resolve) => {
+    s.once('connect', () => resolve());
+    s.once('close', () => resolve());
+  });
+  return s;
+}
+
 function closeRaw(): void {
   for (const s of rawSockets) s.destroy();
   rawSockets.clear();
@@ -566,14 +576,7 @@ describe('issue 8 hardening (real Node-RED)', function () {
       const dev = await pool.connect(port, { username: 'dev', password: 'dev-password', clientId: 'dev-preauth' });
       await subscribe(dev, 'pre/#');
       const idle: net.Socket[] = [];
-      for (let i = 0; i < 5; i++) {
-        const s = rawSocket(port);
-        await new Promise<void>((resolve) => {
-          s.once('connect', () => resolve());
-          s.once('close', () => resolve());
-        });
-        idle.push(s);
-      }
+      for (let i = 0; i < 5; i++) idle.push(await idleSocket(port));
       await sleep(200);
       assert.ok(idle.every((s) => !s.destroyed), 'five idle connections are accepted');
       const sixth = rawSocket(port);
@@ -596,16 +599,7 @@ describe('issue 8 hardening (real Node-RED)', function () {
 
     it('closes a connection right after accept once maxPreAuth (8) connections from all addresses are unauthenticated', async function () {
       const idle: net.Socket[] = [];
-      for (const address of ['127.0.0.3', '127.0.0.4']) {
-        for (let i = 0; i < 4; i++) {
-          const s = rawSocket(port, address);
-          await new Promise<void>((resolve) => {
-            s.once('connect', () => resolve());
-            s.once('close', () => resolve());
-          });
-          idle.push(s);
-        }
-      }
+      for (const address of ['127.0.0.3', '127.0.0.4']) for (let i = 0; i < 4; i++) idle.push(await idleSocket(port, address));
       await sleep(200);
       assert.ok(idle.every((s) => !s.destroyed), 'eight idle connections from two addresses are accepted');
       const ninth = rawSocket(port, '127.0.0.5');
