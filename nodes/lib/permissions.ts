@@ -14,21 +14,15 @@
  * (so `#` does not reach `$SYS/...`): access there needs an explicit `$SYS/...` entry.
  */
 
-export type Access = 'read' | 'write' | 'readWrite';
-export type Action = 'read' | 'write';
+import { ACCESS_VALUES, type Access, type Permission } from './contract';
 
-export interface Permission {
-  topic: string;
-  access: Access;
-  deny?: boolean;
-}
+export type { Access, Permission };
+export type Action = 'read' | 'write';
 
 export interface Identity {
   username: string;
   clientId: string;
 }
-
-const ACCESS_VALUES: readonly Access[] = ['read', 'write', 'readWrite'];
 
 /** One compiled level: a literal, a wildcard, or a placeholder resolved per identity. */
 type Level =

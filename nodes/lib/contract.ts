@@ -1,0 +1,220 @@
+/**
+ * The contract between the runtime, the nodes and the editor: the shapes sent over HTTP and
+ * comms, the admin route table, the realm's event names and the word lists the server owns.
+ * Imported by the admin routes and the nodes, and bundled into the editor code by the build,
+ * so none of it exists in two copies. It imports nothing (it runs in the browser too).
+ */
+
+// ---- word lists ------------------------------------------------------------------------------
+
+/** Where a user comes from: a registry-user node, an approved request, or the admin API. */
+export const USER_SOURCES = ['flow', 'registry', 'api'] as const;
+export type UserSource = (typeof USER_SOURCES)[number];
+
+/** What a permission grants on its topic pattern. */
+export const ACCESS_VALUES = ['read', 'write', 'readWrite'] as const;
+export type Access = (typeof ACCESS_VALUES)[number];
+
+/** How a registration request arrived. */
+export const REQUEST_FLOWS = ['mqtt', 'rest'] as const;
+export type RequestFlow = (typeof REQUEST_FLOWS)[number];
+
+export const REQUEST_STATUSES = ['pending', 'approved', 'denied'] as const;
+export type RequestStatus = (typeof REQUEST_STATUSES)[number];
+
+/** Every action the audit log records. */
+export const AUDIT_ACTIONS = [
+  'approved',
+  'denied',
+  'expired',
+  'user-created',
+  'user-updated',
+  'user-deleted',
+  'certificate-revoked',
+  'window-opened',
+  'window-closed'
+] as const;
+export type AuditAction = (typeof AUDIT_ACTIONS)[number];
+
+// ---- shapes ------------------------------------------------------------------------------------
+
+export interface Permission {
+  topic: string;
+  access: Access;
+  /** a deny entry: when it matches, the answer is "no" whatever else matches */
+  deny?: boolean;
+}
+
+export interface CertificateInfo {
+  fingerprint: string;
+  serial: string;
+  createdAt: string;
+  expiresAt: string;
+  revoked?: boolean;
+}
+
+export interface WindowState {
+  open: boolean;
+  closesAt: string | null;
+  remainingMs: number;
+}
+
+/** A user as the admin API, events and flows see it: never its password hash. */
+export interface PublicUser {
+  username: string;
+  roles: string[];
+  source: UserSource;
+  disabled: boolean;
+  publishPrefix: string;
+  createdAt: string;
+  certificates: CertificateInfo[];
+}
+
+/** A registration request as the admin API, events and flows see it: no hash, CSR or PEM. */
+export interface PublicRequest {
+  id: string;
+  username: string;
+  pairingCode: string;
+  flow: RequestFlow;
+  clientId: string;
+  address: string;
+  requestedAt: string;
+  lastSeenAt: string;
+  expiresAt: string;
+  /** roles the device asked for: shown to the administrator, granted only on approval */
+  roles: string[];
+  status: RequestStatus;
+  decidedAt?: string;
+  decidedBy?: string;
+  grantedRoles?: string[];
+  hasCsr: boolean;
+  context: unknown;
+}
+
+export interface AuditEntry {
+  at: string;
+  action: AuditAction;
+  username: string;
+  by: string;
+  requestId?: string;
+  details?: Record<string, unknown>;
+}
+
+export interface PublicRole {
+  name: string;
+  permissions: Permission[];
+  source: 'flow';
+}
+
+export interface ConnectedClient {
+  clientId: string;
+  username: string;
+  address: string;
+}
+
+export interface BrokerAddresses {
+  tcp: number | null;
+  tls: number | null;
+  ws: number | null;
+  wsPath: string | null;
+}
+
+/** GET client-registry/state */
+export interface RegistryState {
+  window: WindowState;
+  pending: number;
+  error: string | null;
+  caError: string | null;
+  store: string | null;
+  brokers: ({ id: string } & BrokerAddresses)[];
+}
+
+/** What a registry-requests node's `decision` event and output carry. */
+export type Decision =
+  | { kind: 'approved'; request: PublicRequest; user: PublicUser }
+  | { kind: 'denied' | 'expired'; request: PublicRequest };
+
+// ---- the realm's events ------------------------------------------------------------------------
+
+/**
+ * Events the realm emits to the broker, the nodes and the admin routes. Each name maps to its
+ * listener's arguments.
+ */
+export interface RealmEvents {
+  /** the sessions of these users must be disconnected */
+  kick: [usernames: string[], reason: string];
+  /** the user list changed */
+  users: [];
+  /** the role list changed */
+  roles: [];
+  /** the registration window opened or closed */
+  window: [state: WindowState];
+  /** a new registration request */
+  request: [request: PublicRequest];
+  /** a request was approved, denied or expired */
+  decision: [decision: Decision];
+  /** an audit entry was recorded */
+  audit: [entry: AuditEntry];
+  /** the set of connected clients changed */
+  clients: [];
+  /** the certificate revocation list changed */
+  crl: [];
+  /** something an administrator should see (logged by the nodes) */
+  warning: [err: Error];
+}
+export type RealmEvent = keyof RealmEvents;
+
+// ---- comms and routes --------------------------------------------------------------------------
+
+/** The comms topic on which the runtime tells editors that something changed. */
+export const UPDATE_TOPIC = 'client-registry/update';
+
+/** The kinds of change announced on UPDATE_TOPIC (coalesced: one notice per kind per 200 ms). */
+export const UPDATE_KINDS = ['window', 'request', 'decision', 'users', 'roles', 'audit', 'clients'] as const;
+export type UpdateKind = (typeof UPDATE_KINDS)[number];
+export interface UpdateNotice {
+  kind: UpdateKind;
+}
+
+/** Node-RED permissions the admin routes require. */
+export const PERMISSION_READ = 'client-registry.read';
+export const PERMISSION_WRITE = 'client-registry.write';
+
+export type Method = 'get' | 'post' | 'put' | 'delete';
+
+/**
+ * The admin routes (on Node-RED's admin root) and the device route (on its HTTP node root).
+ * `body` says whether the route takes a JSON body (then Content-Type must be application/json).
+ */
+export const ROUTES = {
+  window: { method: 'get', path: '/client-registry/window', permission: PERMISSION_READ },
+  setWindow: { method: 'post', path: '/client-registry/window', permission: PERMISSION_WRITE, body: true },
+  requests: { method: 'get', path: '/client-registry/requests', permission: PERMISSION_READ },
+  approve: { method: 'post', path: '/client-registry/requests/:id/approve', permission: PERMISSION_WRITE, body: true },
+  deny: { method: 'post', path: '/client-registry/requests/:id/deny', permission: PERMISSION_WRITE, body: true },
+  users: { method: 'get', path: '/client-registry/users', permission: PERMISSION_READ },
+  createUser: { method: 'post', path: '/client-registry/users', permission: PERMISSION_WRITE, body: true },
+  updateUser: { method: 'put', path: '/client-registry/users/:username', permission: PERMISSION_WRITE, body: true },
+  deleteUser: { method: 'delete', path: '/client-registry/users/:username', permission: PERMISSION_WRITE },
+  revokeCertificate: { method: 'delete', path: '/client-registry/users/:username/certificates/:fingerprint', permission: PERMISSION_WRITE },
+  roles: { method: 'get', path: '/client-registry/roles', permission: PERMISSION_READ },
+  clients: { method: 'get', path: '/client-registry/clients', permission: PERMISSION_READ },
+  audit: { method: 'get', path: '/client-registry/audit', permission: PERMISSION_READ },
+  ca: { method: 'get', path: '/client-registry/ca', permission: PERMISSION_READ },
+  state: { method: 'get', path: '/client-registry/state', permission: PERMISSION_READ },
+  button: { method: 'post', path: '/client-registry/button/:type/:id', permission: PERMISSION_WRITE, body: true },
+  /** the device endpoint: no Node-RED login; its own limits (see docs/SECURITY.md) */
+  register: { method: 'post', path: '/client-registry/register', permission: null, body: true }
+} as const satisfies Record<string, { method: Method; path: string; permission: string | null; body?: boolean }>;
+export type RouteName = keyof typeof ROUTES;
+
+/** Fills a route's `:params` (URI-encoded) and drops the leading slash, for RED's relative URLs. */
+export function routeUrl(name: RouteName, params: Record<string, string> = {}): string {
+  return ROUTES[name].path.slice(1).replace(/:([a-z]+)/gi, (_m, key: string) => {
+    if (!(key in params)) throw new Error(`route ${name} needs ${key}`);
+    return encodeURIComponent(params[key]);
+  });
+}
+
+/** The largest device registration body (bytes). */
+export const MAX_REGISTER_BODY = 64 * 1024;
