@@ -134,6 +134,29 @@ export type Decision =
   | { kind: 'approved'; request: PublicRequest; user: PublicUser }
   | { kind: 'denied' | 'expired'; request: PublicRequest };
 
+// ---- MQTT ----------------------------------------------------------------------------------
+
+/** MQTT 3.1.1 CONNACK return codes, by name (the broker and the realm never use bare numbers). */
+export const CONNACK = {
+  accepted: 0,
+  unacceptableProtocol: 1,
+  identifierRejected: 2,
+  serverUnavailable: 3,
+  badUsernameOrPassword: 4,
+  notAuthorized: 5
+} as const;
+export type ConnackCode = (typeof CONNACK)[keyof typeof CONNACK];
+/** The codes a refused login can get. */
+export type RefusalCode = Exclude<ConnackCode, 0 | 1>;
+
+/** What the client registry did with a login it took for a registration (the implicit flow). */
+export interface RegistrationOutcome {
+  status: 'pending' | 'refreshed' | 'denied' | 'refused';
+  pairingCode?: string;
+  requestId?: string;
+  reason?: string;
+}
+
 // ---- the realm's events ------------------------------------------------------------------------
 
 /**
