@@ -16,7 +16,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import net from 'node:net';
 import { DerError, TAG, bits, bool, checkDer, children, decodeOid, derToPem, explicit, octets, oid, pemToDer, readTlv, seq, set, time, tlv, uint, utf8, type Tlv } from './der';
-import type { CertificateInfo } from './realm';
+import type { CertificateInfo } from './contract';
 
 const generateKeyPairAsync = promisify(generateKeyPair);
 

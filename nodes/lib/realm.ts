@@ -4,24 +4,21 @@
  *   'kick'  (usernames: string[], reason: string)  sessions of these users must be disconnected
  *   'users' ()                                     the user list changed
  *   'roles' ()                                     the role list changed
+ *
+ * What the realm does with usernames it does not know, and whether it accepts client
+ * certificates, is not its own business: whoever composes a realm passes an UnknownUsers policy
+ * and a ClientCertificates issuer (the client registry passes its requests, window and CA).
  */
 import { EventEmitter } from 'node:events';
 import { createHmac, randomBytes } from 'node:crypto';
-import { CompiledPermissions, validatePermission, type Permission } from './permissions';
+import { CompiledPermissions, validatePermission } from './permissions';
+import { CONNACK, type CertificateInfo, type ConnectedClient, type Permission, type RefusalCode, type UserSource } from './contract';
 import { BusyError, MAX_PASSWORD_BYTES, PasswordHasher, VerificationCache, validatePublishPrefix, validateUsername } from './passwords';
 import { LoginThrottle, RateLimiter, type LoginThrottleOptions, DEFAULT_LOGIN_THROTTLE } from './throttle';
 import { ClientIdBindings } from './client-ids';
 import { DEFAULT_LIMITS } from './settings';
 
-export type UserSource = 'flow' | 'registry' | 'api';
-
-export interface CertificateInfo {
-  fingerprint: string;
-  serial: string;
-  createdAt: string;
-  expiresAt: string;
-  revoked?: boolean;
-}
+export type { CertificateInfo, ConnectedClient, UserSource };
 
 export interface User {
   username: string;
@@ -34,6 +31,21 @@ export interface User {
   source: UserSource;
   createdAt: string;
   certificates: CertificateInfo[];
+}
+
+/** The one way a User is made: the defaults every source shares (no permissions, enabled). */
+export function newUser(fields: Pick<User, 'username' | 'passwordHash' | 'roles' | 'source'> & Partial<Pick<User, 'publishPrefix' | 'disabled' | 'createdAt' | 'certificates'>>): User {
+  return {
+    username: fields.username,
+    passwordHash: fields.passwordHash,
+    roles: [...new Set(fields.roles)],
+    permissions: [],
+    publishPrefix: fields.publishPrefix ?? '',
+    disabled: fields.disabled ?? false,
+    source: fields.source,
+    createdAt: fields.createdAt ?? new Date().toISOString(),
+    certificates: fields.certificates ?? []
+  };
 }
 
 export interface Role {
@@ -49,26 +61,48 @@ export interface FlowUserDefinition {
   disabled: boolean;
 }
 
-export type AuthResult =
-  | { ok: true; user: User }
-  | {
-      ok: false;
-      code: 2 | 3 | 4 | 5;
-      reason: string;
-      user?: User;
-      unknownUser?: boolean;
-      /** refused by the failed-login back-off, before any password check */
-      throttled?: boolean;
-      /** the unknown user's password matches its pending registration request */
-      matchesPending?: boolean;
-      /** what the client registry did with the attempt (implicit flow) */
-      registration?: { status: 'pending' | 'refreshed' | 'denied' | 'refused'; pairingCode?: string; requestId?: string; reason?: string };
-    };
+/**
+ * What a refused login carries besides code and reason. An interface so that whoever composes a
+ * realm may declare (by declaration merging) what its own layer adds to a refusal; the realm
+ * itself sets only these fields.
+ */
+// eslint-disable-next-line @typescript-eslint/no-empty-object-type -- extended by declaration merging
+export interface RefusalDetails {}
 
-export interface ConnectedClient {
-  clientId: string;
-  username: string;
-  address: string;
+export type AuthRefusal = {
+  ok: false;
+  code: RefusalCode;
+  reason: string;
+  user?: User;
+  unknownUser?: boolean;
+  /** refused by the failed-login back-off, before any password check */
+  throttled?: boolean;
+  /** the unknown username's password matches the hash its UnknownUsers policy gave for it */
+  matchesHash?: boolean;
+} & RefusalDetails;
+
+export type AuthResult = { ok: true; user: User } | AuthRefusal;
+
+/**
+ * How the realm treats usernames it does not know. Without a policy every unknown username is
+ * a failed login (and costs a dummy bcrypt verification, like a known one).
+ */
+export interface UnknownUsers {
+  /** a bcrypt hash to verify an unknown username's password against, or null (a dummy then) */
+  hashFor(username: string): string | null;
+  /**
+   * Whether unknown usernames are expected now: they are then not failed logins (no back-off
+   * that would lock out a whole NAT) but limited per address instead (each costs bcrypt).
+   */
+  lenient(): boolean;
+}
+
+/** Logins by client certificate (mTLS): whoever issues the certificates knows their users. */
+export interface ClientCertificates {
+  /** identifies the user of a certificate TLS has verified; `username` is what CONNECT named */
+  authenticate(raw: Buffer, username: string | undefined): Promise<AuthResult>;
+  /** the current CRL (PEM) for TLS listeners that require client certificates, or null */
+  revocationList(): string | null;
 }
 
 export interface RealmOptions {
@@ -76,6 +110,8 @@ export interface RealmOptions {
   loginThrottle?: LoginThrottleOptions;
   /** bound on password verifications waiting for a worker */
   maxQueuedVerifications?: number;
+  /** attempts with unknown usernames per address while they are lenient (burst, per minute) */
+  unknownUsersPerAddress?: { burst: number; perMinute: number };
 }
 
 /** A flow user's definition was replaced or removed before it took effect (not a user error). */
@@ -92,8 +128,10 @@ export class Realm extends EventEmitter {
   readonly throttle: LoginThrottle;
   /** client id -> the user it is bound to (the broker checks and binds at CONNECT) */
   readonly clientIds = new ClientIdBindings(DEFAULT_LIMITS.maxClientIdsPerUser);
-  /** attempts with unknown usernames per address while registration is open (each costs bcrypt) */
-  private readonly unknownLimiter = new RateLimiter(60, 60);
+  /** attempts with unknown usernames per address while they are lenient (each costs bcrypt) */
+  private readonly unknownLimiter: RateLimiter;
+  private unknownUsers: UnknownUsers | null = null;
+  private certificateIssuer: ClientCertificates | null = null;
   /** users defined by registry-user config nodes, by username */
   private readonly flowUsers = new Map<string, FlowEntry<User>>();
   /** users created by approvals and the API, by username */
@@ -113,6 +151,18 @@ export class Realm extends EventEmitter {
     this.setMaxListeners(0);
     this.hasher = PasswordHasher.shared(opts.bcryptCost ?? 10, opts.maxQueuedVerifications ?? 256);
     this.throttle = new LoginThrottle(opts.loginThrottle ?? DEFAULT_LOGIN_THROTTLE);
+    const unknown = opts.unknownUsersPerAddress ?? { burst: 60, perMinute: 60 };
+    this.unknownLimiter = new RateLimiter(unknown.burst, unknown.perMinute);
+  }
+
+  /** Sets how unknown usernames are treated (once, by whoever composes the realm). */
+  protected useUnknownUsers(policy: UnknownUsers): void {
+    this.unknownUsers = policy;
+  }
+
+  /** Sets who identifies users by client certificate (once, by whoever composes the realm). */
+  protected useClientCertificates(issuer: ClientCertificates): void {
+    this.certificateIssuer = issuer;
   }
 
   // ---- users ---------------------------------------------------------------------------
@@ -162,17 +212,15 @@ export class Realm extends EventEmitter {
         this.userChanged(name, 'user renamed');
       }
     }
-    const user: User = {
+    const user = newUser({
       username: def.username,
       passwordHash,
-      roles: [...new Set(def.roles)],
-      permissions: [],
+      roles: def.roles,
       publishPrefix: def.publishPrefix ?? '',
       disabled: def.disabled === true,
       source: 'flow',
-      createdAt: current?.value.createdAt ?? new Date().toISOString(),
-      certificates: []
-    };
+      createdAt: current?.value.createdAt
+    });
     this.flowUsers.set(def.username, { ownerId, value: user });
     this.userChanged(def.username, 'user changed');
     return user;
@@ -287,81 +335,73 @@ export class Realm extends EventEmitter {
     await this.ready();
     // no user can have a name of another shape: refused before it is kept anywhere (the back-off
     // tables key on it, and a CONNECT may carry a username of 64 KiB)
-    if (validateUsername(username)) return { ok: false, code: 4, reason: 'unknown user', unknownUser: true };
+    if (validateUsername(username)) return { ok: false, code: CONNACK.badUsernameOrPassword, reason: 'unknown user', unknownUser: true };
     const user = this.getUser(username);
     const hash = user?.passwordHash ?? null;
     if (user && hash && this.cache.has(username, hash, password)) return this.accept(user, address);
 
-    if (Buffer.byteLength(password) > MAX_PASSWORD_BYTES) return { ok: false, code: 4, reason: 'password too long' };
+    if (Buffer.byteLength(password) > MAX_PASSWORD_BYTES) return { ok: false, code: CONNACK.badUsernameOrPassword, reason: 'password too long' };
     const wait = this.throttle.byUsername.remaining(username);
-    if (wait > 0) return { ok: false, code: 5, throttled: true, reason: `too many failed logins; retry in ${Math.ceil(wait / 1000)} s` };
-    if (!user && this.registrationOpen() && !this.unknownLimiter.take(address)) {
-      return { ok: false, code: 5, throttled: true, reason: 'too many attempts with unknown usernames from this address' };
+    if (wait > 0) return { ok: false, code: CONNACK.notAuthorized, throttled: true, reason: `too many failed logins; retry in ${Math.ceil(wait / 1000)} s` };
+    if (!user && this.unknownUsers?.lenient() && !this.unknownLimiter.take(address)) {
+      return { ok: false, code: CONNACK.notAuthorized, throttled: true, reason: 'too many attempts with unknown usernames from this address' };
     }
     // both budgets are charged before bcrypt runs, so parallel guesses cannot all pass the
     // checks above: the username's as a failure (reset on success), the address' as an attempt
     // in flight that counts as a failure until it is known not to be one
     const addressWait = this.throttle.byAddress.begin(address);
-    if (addressWait > 0) return { ok: false, code: 5, throttled: true, reason: `too many failed logins from this address; retry in ${Math.ceil(addressWait / 1000)} s` };
+    if (addressWait > 0) return { ok: false, code: CONNACK.notAuthorized, throttled: true, reason: `too many failed logins from this address; retry in ${Math.ceil(addressWait / 1000)} s` };
     this.throttle.byUsername.failure(username);
     let addressFailed = false;
     try {
-      // an unknown username is checked against its pending request, if any, or a dummy hash:
-      // the same bcrypt work either way, so timing does not tell whether a user exists
-      const pending = user ? null : this.pendingHash(username);
+      // an unknown username is checked against the hash its policy gives (a pending registration
+      // request's), if any, or a dummy hash: the same bcrypt work either way, so timing does not
+      // tell whether a user exists
+      const pending = user ? null : (this.unknownUsers?.hashFor(username) ?? null);
       let verified: boolean;
       try {
         const against = user ? hash : pending;
         verified = against ? await this.hasher.verify(password, against) : await this.hasher.verifyDummy(password);
       } catch (err) {
-        if (err instanceof BusyError) return { ok: false, code: 3, reason: 'server busy verifying passwords' };
+        if (err instanceof BusyError) return { ok: false, code: CONNACK.serverUnavailable, reason: 'server busy verifying passwords' };
         throw err;
       }
       if (!user) {
         // a device polling its own pending request knows its password: that is not guessing
         // and while registration is open an unknown username is a registration, limited by the
         // registry's own rate limit and cap, not a failed login that would lock out a whole NAT
-        const matchesPending = verified && pending !== null;
-        if (matchesPending || this.registrationOpen()) this.throttle.byUsername.reset(username);
+        const matchesHash = verified && pending !== null;
+        if (matchesHash || this.unknownUsers?.lenient()) this.throttle.byUsername.reset(username);
         else addressFailed = true;
-        return { ok: false, code: 4, reason: 'unknown user', unknownUser: true, matchesPending };
+        return { ok: false, code: CONNACK.badUsernameOrPassword, reason: 'unknown user', unknownUser: true, matchesHash };
       }
       if (!verified) {
         addressFailed = true;
-        return { ok: false, code: 4, reason: hash ? 'wrong password' : 'user has no password', user };
+        return { ok: false, code: CONNACK.badUsernameOrPassword, reason: hash ? 'wrong password' : 'user has no password', user };
       }
     } finally {
       this.throttle.byAddress.end(address, addressFailed);
     }
     const now = this.getUser(username);
-    if (!now || now.passwordHash !== hash) return { ok: false, code: 5, reason: 'user changed during login' };
+    if (!now || now.passwordHash !== hash) return { ok: false, code: CONNACK.notAuthorized, reason: 'user changed during login' };
     this.cache.add(username, hash as string, password);
     return this.accept(now, address);
   }
 
-  /** mTLS: identifies a user by a client certificate (the client registry, with its CA). */
-  async authenticateCertificate(_raw: Buffer, _username: string | undefined): Promise<AuthResult> {
-    return { ok: false, code: 5, reason: 'client certificates are not accepted here' };
+  /** mTLS: identifies a user by a client certificate, when the realm has an issuer for them. */
+  async authenticateCertificate(raw: Buffer, username: string | undefined): Promise<AuthResult> {
+    if (!this.certificateIssuer) return { ok: false, code: CONNACK.notAuthorized, reason: 'client certificates are not accepted here' };
+    return this.certificateIssuer.authenticate(raw, username);
   }
 
-  /** A CRL (PEM) for TLS listeners that require client certificates (the client registry's CA). */
+  /** A CRL (PEM) for TLS listeners that require client certificates, or null. */
   certificateRevocationList(): string | null {
-    return null;
-  }
-
-  /** Is self-registration open (the client registry's window)? */
-  protected registrationOpen(): boolean {
-    return false;
-  }
-
-  /** The bcrypt hash of a pending registration for this username (the client registry's). */
-  protected pendingHash(_username: string): string | null {
-    return null;
+    return this.certificateIssuer?.revocationList() ?? null;
   }
 
   private accept(user: User, address: string): AuthResult {
     this.throttle.success(user.username, address);
-    if (user.disabled) return { ok: false, code: 5, reason: 'user disabled', user };
+    if (user.disabled) return { ok: false, code: CONNACK.notAuthorized, reason: 'user disabled', user };
     return { ok: true, user };
   }
 

@@ -14,48 +14,55 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
+import type { AuditEntry, RequestFlow, RequestStatus } from './contract';
 import type { User } from './realm';
 
-export type RequestStatus = 'pending' | 'approved' | 'denied';
+export type { AuditEntry, RequestStatus };
 
-export interface PendingRequest {
+/** What every registration request holds, pending or decided (as stored: a readable JSON object). */
+interface RequestRecord {
   id: string;
   username: string;
   passwordHash: string;
   pairingCode: string;
-  flow: 'mqtt' | 'rest';
+  flow: RequestFlow;
   clientId: string;
   address: string;
   requestedAt: string;
   lastSeenAt: string;
   expiresAt: string;
-  csr?: string;
   context?: unknown;
   /** roles the device asked for: shown to the administrator, granted only on approval */
   roles: string[];
-  status: RequestStatus;
-  decidedAt?: string;
-  decidedBy?: string;
-  grantedRoles?: string[];
-  /** PEM of the certificate signed on approval, handed to the device on its next poll */
-  certificate?: string;
 }
 
-export interface AuditEntry {
-  at: string;
-  action: string;
-  username: string;
-  by: string;
-  requestId?: string;
-  details?: Record<string, unknown>;
+/** A request waiting for an administrator. */
+export interface PendingRequest extends RequestRecord {
+  status: 'pending';
+  /** the CSR to sign on approval (dropped once decided) */
+  csr?: string;
 }
+
+/** A decided request, kept (until it expires) to answer the device's polls. */
+export type DecidedRequest = RequestRecord & { decidedAt: string; decidedBy: string } & (
+    | {
+        status: 'approved';
+        grantedRoles: string[];
+        /** PEM of the certificate signed on approval, handed to the device on its next poll */
+        certificate?: string;
+      }
+    | { status: 'denied' }
+  );
+
+/** A request as stored: pending or decided, told apart by `status`. */
+export type StoredRequest = PendingRequest | DecidedRequest;
 
 export interface RealmSnapshot {
   version: 1;
   seq: number;
   secret: string;
   users: Record<string, User>;
-  requests: Record<string, PendingRequest>;
+  requests: Record<string, StoredRequest>;
   audit: AuditEntry[];
   /** SHA-256 fingerprints of revoked client certificates */
   revoked?: string[];
@@ -68,7 +75,7 @@ export interface RealmSnapshot {
 export type StoreOp =
   | { op: 'user'; user: User }
   | { op: 'deleteUser'; username: string }
-  | { op: 'request'; request: PendingRequest }
+  | { op: 'request'; request: StoredRequest }
   | { op: 'deleteRequest'; id: string }
   | { op: 'audit'; entry: AuditEntry }
   | { op: 'revoke'; fingerprint: string; serial?: string; at?: string }

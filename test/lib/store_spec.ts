@@ -45,7 +45,7 @@ function request(id: string, username: string): PendingRequest {
 }
 
 function audit(n: number): AuditEntry {
-  return { at: new Date().toISOString(), action: 'test', username: `user${n}`, by: 'spec', details: { n } };
+  return { at: new Date().toISOString(), action: 'user-created', username: `user${n}`, by: 'spec', details: { n } };
 }
 
 describe('FileStore (lib/store)', function () {
@@ -90,7 +90,7 @@ describe('FileStore (lib/store)', function () {
 
   it('a change is durable once apply() resolves, without close() (crash in process)', async function () {
     const { store } = await open();
-    await store.apply([{ op: 'user', user: user('approved1', { source: 'registry' }) }, { op: 'request', request: { ...request('r1', 'approved1'), status: 'approved' } }]);
+    await store.apply([{ op: 'user', user: user('approved1', { source: 'registry' }) }, { op: 'request', request: { ...request('r1', 'approved1'), status: 'approved', decidedAt: new Date().toISOString(), decidedBy: 'spec', grantedRoles: [] } }]);
     // no close(): the object is dropped as a crash would drop it
     const { state } = await open();
     assert.ok(state.users.approved1, 'the approved user is stored');
