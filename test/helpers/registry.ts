@@ -1,13 +1,17 @@
 /**
  * Helpers for the engine tests: temporary store folders, a client registry on a real file
- * store with a cheap bcrypt cost, and reading what the store wrote to disk.
+ * store with a cheap bcrypt cost, a per-test fixture of such registries, and reading what the
+ * store wrote to disk.
  */
+import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { ClientRegistry } from '../../nodes/lib/registry';
+import type { RegistrationOutcome } from '../../nodes/lib/contract';
+import { ClientRegistry, RegistryError } from '../../nodes/lib/registry';
 import { readSettings, type RegistrySettings } from '../../nodes/lib/settings';
-import { FileStore, type Store } from '../../nodes/lib/store';
+import { FileStore, StoreError, type Store, type StoreOp } from '../../nodes/lib/store';
 
 export function makeTempDir(prefix = 'cr-lib-'): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
@@ -62,4 +66,77 @@ export function nextEvent<T extends unknown[]>(emitter: NodeJS.EventEmitter, eve
     };
     emitter.once(event, on);
   });
+}
+
+export const PASSWORD = 'Device-pass-1';
+export const OTHER_PASSWORD = 'Other-pass-2';
+
+/** A FileStore whose writes can be made to fail, as a full or broken disk would. */
+export class FailingStore extends FileStore {
+  failing = false;
+  override apply(ops: StoreOp[]): Promise<void> {
+    if (this.failing) return Promise.reject(new StoreError('cannot write realm.journal: EIO: i/o error, write'));
+    return super.apply(ops);
+  }
+}
+
+export function sha(file: string): string {
+  return crypto.createHash('sha256').update(fs.readFileSync(file)).digest('hex');
+}
+
+export async function rejectsWithStatus(p: Promise<unknown>, status: number, message?: RegExp): Promise<void> {
+  await assert.rejects(p, (err: Error) => {
+    assert.ok(err instanceof RegistryError, `expected RegistryError, got ${err}`);
+    assert.equal(err.status, status, `status of "${err.message}"`);
+    if (message) assert.match(err.message, message);
+    return true;
+  });
+}
+
+/** A pending implicit (MQTT) request for `username`. */
+export async function mqttRequest(registry: ClientRegistry, username: string, password = PASSWORD, address = '10.0.0.1', clientId = 'client-' + username): Promise<RegistrationOutcome> {
+  const result = await registry.authenticate(username, password, address, clientId);
+  assert.equal(result.ok, false);
+  if (result.ok) throw new Error('unreachable');
+  assert.equal(result.registration?.status, 'pending', `registration of ${username}: ${JSON.stringify(result)}`);
+  return result.registration!;
+}
+
+/**
+ * For a describe block: a fresh store folder per test (`dir()`), registries opened on it with
+ * `open()`, all closed and removed after each test; `shut()` closes one early (a restart).
+ */
+export function registryFixture(prefix = 'cr-registry-') {
+  let dir = '';
+  let registries: ClientRegistry[] = [];
+
+  beforeEach(function () {
+    dir = makeTempDir(prefix);
+  });
+
+  afterEach(async function () {
+    for (const r of registries.splice(0)) await r.close().catch(() => undefined);
+    removeDir(dir);
+  });
+
+  return {
+    dir: (): string => dir,
+    /** keeps a registry made by the test, to close it after the test */
+    track(registry: ClientRegistry): ClientRegistry {
+      registries.push(registry);
+      return registry;
+    },
+    /** A started registry on a file store in `at` (default: this test's folder). */
+    async open(overrides: Partial<RegistrySettings> = {}, store?: FileStore, at = dir): Promise<ClientRegistry> {
+      const registry = new ClientRegistry(registrySettings(overrides), store ?? new FileStore(at));
+      registries.push(registry);
+      await registry.start();
+      return registry;
+    },
+    /** Closes a registry before the end of the test (a restart). */
+    async shut(registry: ClientRegistry): Promise<void> {
+      registries = registries.filter((r) => r !== registry);
+      await registry.close();
+    }
+  };
 }
