@@ -14,27 +14,19 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import type { AuditEntry, RequestFlow, RequestStatus } from './contract';
+import type { AuditEntry, PublicRequest, RequestStatus } from './contract';
 import type { User } from './realm';
 
 export type { AuditEntry, RequestStatus };
 
-/** What every registration request holds, pending or decided (as stored: a readable JSON object). */
-interface RequestRecord {
-  id: string;
-  username: string;
+/**
+ * What every registration request holds, pending or decided (as stored: a readable JSON object):
+ * the fields the admin API shows, plus the password hash and the device's context as sent.
+ */
+type RequestRecord = Omit<PublicRequest, 'status' | 'decidedAt' | 'decidedBy' | 'grantedRoles' | 'hasCsr' | 'context'> & {
   passwordHash: string;
-  pairingCode: string;
-  flow: RequestFlow;
-  clientId: string;
-  address: string;
-  requestedAt: string;
-  lastSeenAt: string;
-  expiresAt: string;
   context?: unknown;
-  /** roles the device asked for: shown to the administrator, granted only on approval */
-  roles: string[];
-}
+};
 
 /** A request waiting for an administrator. */
 export interface PendingRequest extends RequestRecord {
