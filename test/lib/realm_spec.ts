@@ -1,11 +1,20 @@
 import assert from 'node:assert/strict';
-import { Realm, type AuthResult, type FlowUserDefinition } from '../../nodes/lib/realm';
+import { Realm, newUser, type AuthResult, type ClientCertificates, type FlowUserDefinition, type RealmOptions, type UnknownUsers } from '../../nodes/lib/realm';
 import type { Identity } from '../../nodes/lib/permissions';
 
 const ADDRESS = '10.0.0.1';
 
 function def(username: string, password: string, extra: Partial<FlowUserDefinition> = {}): FlowUserDefinition {
   return { username, password, roles: [], publishPrefix: '', disabled: false, ...extra };
+}
+
+/** A realm composed with extensions, as the client registry composes its own. */
+class ExtendedRealm extends Realm {
+  constructor(opts: RealmOptions, unknown: UnknownUsers | null, certificates: ClientCertificates | null = null) {
+    super(opts);
+    if (unknown) this.useUnknownUsers(unknown);
+    if (certificates) this.useClientCertificates(certificates);
+  }
 }
 
 const as = (username: string): Identity => ({ username, clientId: `${username}-client` });
@@ -371,6 +380,92 @@ describe('realm', function () {
       assert.throws(() => realm.setFlowRole('r1', { name: ' ', permissions: [] }), /role name is required/);
       realm.setFlowRole('r1', { name: 'ops', permissions: [] });
       assert.throws(() => realm.setFlowRole('r2', { name: 'ops', permissions: [] }), /"ops" is defined twice/);
+    });
+  });
+
+  describe('extension points', function () {
+    const STRICT = {
+      username: { free: 1, baseMs: 60_000, maxMs: 60_000, maxEntries: 100 },
+      address: { free: 10_000, baseMs: 1, maxMs: 1, maxEntries: 10_000 }
+    };
+
+    it('checks an unknown username against the hash its UnknownUsers policy gives, and says when it matched', async function () {
+      const hash = await realm.hasher.hash('pending-pw-1');
+      const extended = new ExtendedRealm({ bcryptCost: 4, loginThrottle: GENEROUS }, { hashFor: (u) => (u === 'device' ? hash : null), lenient: () => false });
+      try {
+        const right = await extended.authenticate('device', 'pending-pw-1', ADDRESS);
+        assert.deepEqual({ ok: right.ok, unknownUser: !right.ok && right.unknownUser, matchesHash: !right.ok && right.matchesHash }, { ok: false, unknownUser: true, matchesHash: true });
+        const wrong = await extended.authenticate('device', 'other-pw-2', ADDRESS);
+        assert.equal(!wrong.ok && wrong.matchesHash, false);
+        const other = await extended.authenticate('nobody', 'pending-pw-1', ADDRESS);
+        assert.equal(!other.ok && other.matchesHash, false);
+      } finally {
+        extended.close();
+      }
+    });
+
+    it('an unknown username matching its hash is not a failed login, whatever the policy says of leniency', async function () {
+      const hash = await realm.hasher.hash('pending-pw-1');
+      const extended = new ExtendedRealm({ bcryptCost: 4, loginThrottle: STRICT }, { hashFor: () => hash, lenient: () => false });
+      try {
+        for (let i = 0; i < 4; i++) {
+          const r = await extended.authenticate('device', 'pending-pw-1', ADDRESS);
+          assert.equal(!r.ok && r.throttled, undefined, `attempt ${i + 1} is not throttled`);
+        }
+      } finally {
+        extended.close();
+      }
+    });
+
+    it('while lenient, unknown usernames are not failed logins but limited per address', async function () {
+      let lenient = true;
+      const extended = new ExtendedRealm({ bcryptCost: 4, loginThrottle: STRICT, unknownUsersPerAddress: { burst: 3, perMinute: 1 } }, { hashFor: () => null, lenient: () => lenient });
+      try {
+        const results: AuthResult[] = [];
+        for (let i = 0; i < 4; i++) results.push(await extended.authenticate('guess', 'pw', ADDRESS));
+        assert.deepEqual(
+          results.map((r) => !r.ok && r.throttled === true),
+          [false, false, false, true],
+          'the fourth from this address is over the budget'
+        );
+        assert.match((results[3] as { reason: string }).reason, /unknown usernames from this address/);
+        const elsewhere = await extended.authenticate('guess', 'pw', '10.9.9.9');
+        assert.equal(!elsewhere.ok && elsewhere.throttled, undefined, 'no back-off on the username: it was never a failure');
+        lenient = false;
+        await extended.authenticate('guess2', 'pw', '10.8.8.8');
+        const backedOff = await extended.authenticate('guess2', 'pw', '10.8.8.8');
+        assert.equal(!backedOff.ok && backedOff.throttled, true, 'not lenient: a failed login like any other');
+      } finally {
+        extended.close();
+      }
+    });
+
+    it('refuses client certificates without an issuer, and asks the issuer when it has one', async function () {
+      assert.deepEqual(await realm.authenticateCertificate(Buffer.from('x'), undefined), { ok: false, code: 5, reason: 'client certificates are not accepted here' });
+      assert.equal(realm.certificateRevocationList(), null);
+      const user = newUser({ username: 'cert-user', passwordHash: null, roles: [], source: 'api' });
+      const asked: (string | undefined)[] = [];
+      const issuer: ClientCertificates = {
+        authenticate: async (_raw, username) => {
+          asked.push(username);
+          return { ok: true, user };
+        },
+        revocationList: () => 'CRL'
+      };
+      const extended = new ExtendedRealm({ bcryptCost: 4 }, null, issuer);
+      try {
+        assert.deepEqual(await extended.authenticateCertificate(Buffer.from('x'), 'cert-user'), { ok: true, user });
+        assert.deepEqual(asked, ['cert-user']);
+        assert.equal(extended.certificateRevocationList(), 'CRL');
+      } finally {
+        extended.close();
+      }
+    });
+
+    it('newUser: one shape for every source, no permissions, enabled, distinct roles', function () {
+      const u = newUser({ username: 'made', passwordHash: 'h', roles: ['a', 'a', 'b'], source: 'registry' });
+      assert.deepEqual({ ...u, createdAt: '' }, { username: 'made', passwordHash: 'h', roles: ['a', 'b'], permissions: [], publishPrefix: '', disabled: false, source: 'registry', createdAt: '', certificates: [] });
+      assert.ok(!Number.isNaN(Date.parse(u.createdAt)));
     });
   });
 });
