@@ -7,7 +7,8 @@
  */
 import type { Node, NodeAPI, NodeDef, NodeMessageInFlow } from 'node-red';
 import { setupRuntime } from '../lib/runtime';
-import { RegistryError, publicUser, roleList, validateRoles, type ClientRegistry, type PublicRequest } from '../lib/registry';
+import type { PublicRequest } from '../lib/contract';
+import { RegistryError, publicUser, roleList, validateRoles, type ClientRegistry } from '../lib/registry';
 
 interface RequestsNodeDef extends NodeDef {
   grantRoles: string[] | string;

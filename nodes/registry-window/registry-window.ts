@@ -5,7 +5,7 @@
  */
 import type { Node, NodeAPI, NodeDef, NodeMessageInFlow } from 'node-red';
 import { setupRuntime } from '../lib/runtime';
-import type { WindowState } from '../lib/registry';
+import type { WindowState } from '../lib/contract';
 
 interface WindowNodeDef extends NodeDef {
   minutes: string | number;
