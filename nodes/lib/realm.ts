@@ -6,13 +6,14 @@
  *   'roles' ()                                     the role list changed
  *
  * What the realm does with usernames it does not know, and whether it accepts client
- * certificates, is not its own business: whoever composes a realm passes an UnknownUsers policy
- * and a ClientCertificates issuer (the client registry passes its requests, window and CA).
+ * certificates, is not its own business: whoever composes a realm may give it an UnknownUsers
+ * policy and a ClientCertificates issuer. Without them, every unknown username is a failed
+ * login and no client certificate is accepted.
  */
 import { EventEmitter } from 'node:events';
 import { createHmac, randomBytes } from 'node:crypto';
 import { CompiledPermissions, validatePermission } from './permissions';
-import { CONNACK, type CertificateInfo, type ConnectedClient, type Permission, type RefusalCode, type UserSource } from './contract';
+import { CONNACK, type BrokerAddresses, type CertificateInfo, type ConnectedClient, type Permission, type RefusalCode, type UserSource } from './contract';
 import { BusyError, MAX_PASSWORD_BYTES, PasswordHasher, VerificationCache, validatePublishPrefix, validateUsername } from './passwords';
 import { LoginThrottle, RateLimiter, type LoginThrottleOptions, DEFAULT_LOGIN_THROTTLE } from './throttle';
 import { ClientIdBindings } from './client-ids';
@@ -144,7 +145,7 @@ export class Realm extends EventEmitter {
   private readonly loading = new Set<Promise<unknown>>();
   private readonly flowTokens = new Map<string, symbol>();
   /** the running brokers bound to this realm (for the list of connected clients) */
-  readonly brokers = new Set<{ id: string; clients(): ConnectedClient[]; addresses(): { tcp: number | null; tls: number | null; ws: number | null; wsPath: string | null } }>();
+  readonly brokers = new Set<{ id: string; clients(): ConnectedClient[]; addresses(): BrokerAddresses }>();
 
   constructor(opts: RealmOptions = {}) {
     super();
@@ -354,23 +355,22 @@ export class Realm extends EventEmitter {
     this.throttle.byUsername.failure(username);
     let addressFailed = false;
     try {
-      // an unknown username is checked against the hash its policy gives (a pending registration
-      // request's), if any, or a dummy hash: the same bcrypt work either way, so timing does not
-      // tell whether a user exists
-      const pending = user ? null : (this.unknownUsers?.hashFor(username) ?? null);
+      // an unknown username is checked against the hash its policy gives, if any, or a dummy
+      // hash: the same bcrypt work either way, so timing does not tell whether a user exists
+      const policyHash = user ? null : (this.unknownUsers?.hashFor(username) ?? null);
       let verified: boolean;
       try {
-        const against = user ? hash : pending;
+        const against = user ? hash : policyHash;
         verified = against ? await this.hasher.verify(password, against) : await this.hasher.verifyDummy(password);
       } catch (err) {
         if (err instanceof BusyError) return { ok: false, code: CONNACK.serverUnavailable, reason: 'server busy verifying passwords' };
         throw err;
       }
       if (!user) {
-        // a device polling its own pending request knows its password: that is not guessing
-        // and while registration is open an unknown username is a registration, limited by the
-        // registry's own rate limit and cap, not a failed login that would lock out a whole NAT
-        const matchesHash = verified && pending !== null;
+        // whoever knows the password of the policy's hash is not guessing; and while the policy
+        // is lenient an unknown username is expected (limited per address above, and by the
+        // policy's owner), not a failed login that would lock out a whole NAT
+        const matchesHash = verified && policyHash !== null;
         if (matchesHash || this.unknownUsers?.lenient()) this.throttle.byUsername.reset(username);
         else addressFailed = true;
         return { ok: false, code: CONNACK.badUsernameOrPassword, reason: 'unknown user', unknownUser: true, matchesHash };
