@@ -3,15 +3,15 @@
  * password hash (and signs its CSR), a denial creates nothing, and requests whose time is up
  * expire. Each decision is stored before it is applied and announced ('decision').
  */
-import { publicUser } from './users';
-import { newUser, type User } from '../realm';
 import type { PublicRequest } from '../contract';
+import { newUser, type User } from '../realm';
 import type { StoreOp } from '../store';
 import type { Certificates } from './certificates';
 import type { RegistryContext } from './context';
 import { RegistryError } from './errors';
 import { publicRequest, type DecidedRequest, type PendingRequest } from './requests';
 import { validateRoles } from './roles';
+import { publicUser } from './users';
 
 export class Approval {
   constructor(
@@ -19,12 +19,15 @@ export class Approval {
     private readonly certificates: Certificates
   ) {}
 
-  /** A pending request by id that no other call is deciding right now. */
-  private take(id: string): PendingRequest {
+  private pending(id: string): PendingRequest {
     const request = this.ctx.requests.pending(id);
     if (!request) throw new RegistryError(404, `no pending request ${id}`);
-    if (this.ctx.busy.has('req:' + id)) throw new RegistryError(409, 'this request is being decided');
     return request;
+  }
+
+  /** Refuses to decide a request another call is deciding right now. */
+  private notBeingDecided(id: string): void {
+    if (this.ctx.busy.has('req:' + id)) throw new RegistryError(409, 'this request is being decided');
   }
 
   /**
@@ -35,12 +38,11 @@ export class Approval {
   async approve(id: string, opts: { roles?: string[]; by?: string } = {}): Promise<User> {
     const { ctx } = this;
     await ctx.ready();
-    const request = ctx.requests.pending(id);
-    if (!request) throw new RegistryError(404, `no pending request ${id}`);
+    const request = this.pending(id);
     const roles = opts.roles ?? [];
     const rolesError = validateRoles(roles);
     if (rolesError) throw new RegistryError(400, rolesError);
-    this.take(id);
+    this.notBeingDecided(id);
     if (ctx.getUser(request.username)) throw new RegistryError(409, `user "${request.username}" already exists`);
     ctx.busy.add('req:' + id);
     try {
@@ -75,7 +77,8 @@ export class Approval {
   async deny(id: string, opts: { by?: string } = {}): Promise<PublicRequest> {
     const { ctx } = this;
     await ctx.ready();
-    const request = this.take(id);
+    const request = this.pending(id);
+    this.notBeingDecided(id);
     ctx.busy.add('req:' + id);
     try {
       const by = opts.by ?? 'flow';
