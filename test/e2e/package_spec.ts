@@ -22,7 +22,7 @@ describe('the package', function () {
       /^README\.md$/,
       /^LICENSE$/,
       /^CHANGELOG\.md$/,
-      /^nodes\/(lib|registry-[a-z]+)\/[a-z-]+\.(js|html)$/,
+      /^nodes\/(lib(\/[a-z-]+)*|registry-[a-z]+)\/[a-z-]+\.(js|html)$/,
       /^nodes\/registry-[a-z]+\/locales\/(en-US|de)\/registry-[a-z]+\.(json|html)$/,
       /^nodes\/registry-[a-z]+\/icons\/client-registry-[a-z-]+\.svg$/,
       /^resources\/client-registry-[a-z-]+\.(js|css)$/,
