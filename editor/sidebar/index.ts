@@ -1,6 +1,6 @@
 /**
  * The "Client Registry" sidebar tab: the administrator's view of the client registry inside the
- * editor. Registered once, as a Node-RED editor plugin (plugins/…/client-registry-sidebar.html
+ * editor. Registered once, as a Node-RED editor plugin (nodes/registry-sidebar/registry-sidebar.html
  * loads this bundle); the tab is built when the registry-broker catalog it speaks from is loaded.
  *
  * Data: the admin HTTP API (editor/api.ts, routes from the contract) into a store

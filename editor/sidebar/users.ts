@@ -273,6 +273,5 @@ export function usersSection(stack: RedStack): Section {
   const section = addSection(stack, 'users', ['users', 'roles', 'busy', 'usersUi'], (s) => draw(s, parts), add);
   section.content.append(holder, filterRow, list);
   filter.on('input', () => draw(section, parts));
-  draw(section, parts);
   return section;
 }
