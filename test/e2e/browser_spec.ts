@@ -162,11 +162,17 @@ describe('the administrator in a real browser (Chromium, playwright-core)', func
     assert.equal((await red.api('GET', 'client-registry/users')).body.some((u: { username: string }) => u.username === 'dev-ro'), false);
   });
 
-  it('adds the sidebar tab once, as a plugin, and keeps a folded section folded for the user', async function () {
-    await start();
+  it('adds the sidebar tab once, as a plugin, redraws only what a change touches, and keeps a folded section folded', async function () {
+    await start(selfRegistration(await freePort()));
     ({ page, errors } = await openEditor(browser, red.url, { username: 'admin', password: 'admin-pass' }));
     await openSidebar(page);
     assert.equal(await page.locator('.cr-sidebar').count(), 1, 'one tab');
+    // opening the window changes the window and the audit log, not the requests: their section stays as drawn
+    await page.locator('.cr-requests-empty').evaluate((el) => el.setAttribute('data-drawn', 'before'));
+    await red.api('POST', 'client-registry/window', { open: true });
+    await page.locator('button.cr-window-toggle[data-open="true"]').waitFor({ timeout: 10000 });
+    await page.locator('tr.cr-audit-row[data-action="window-opened"]').waitFor({ timeout: 10000 });
+    assert.equal(await page.locator('.cr-requests-empty[data-drawn="before"]').count(), 1, 'the requests were not redrawn');
     const audit = page.locator('.cr-section[data-section="audit"]');
     assert.equal(await audit.evaluate((el) => el.classList.contains('expanded')), true, 'sections start unfolded');
     await audit.locator('.cr-section-header').click();
