@@ -109,15 +109,23 @@ function init(): void {
   });
 }
 
-/** Builds the tab once the node catalogs are in (plugins load before them). */
+/**
+ * Builds the tab once the node catalogs are in (plugins load before them): when the
+ * registry-broker type arrives, or at the latest when the flows are loaded (that node set
+ * disabled in the palette).
+ */
 function whenCatalogLoaded(ready: () => void): void {
   if (RED.nodes.getType(CATALOG_TYPE)) return ready();
   let done = false;
-  RED.events.on('registry:node-type-added', (type) => {
-    if (done || type !== CATALOG_TYPE) return;
+  const once = (): void => {
+    if (done) return;
     done = true;
     ready();
+  };
+  RED.events.on('registry:node-type-added', (type) => {
+    if (type === CATALOG_TYPE) once();
   });
+  RED.events.on('flows:loaded', once);
 }
 
 RED.plugins.registerPlugin(PLUGIN_ID, {
