@@ -4,6 +4,7 @@
  * Registered once per runtime, whichever node module loads first: never in a constructor.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { MAX_REGISTER_BODY, PERMISSION_READ, PERMISSION_WRITE, ROUTES, UPDATE_KINDS, UPDATE_TOPIC, type Method, type RouteName } from './contract';
 import { RegistryError, publicUser, type ClientRegistry } from './registry';
 
 type Req = IncomingMessage & { params: Record<string, string>; query: Record<string, unknown>; body?: unknown; user?: { username?: string }; ip?: string };
@@ -11,12 +12,7 @@ type Res = ServerResponse & { status(code: number): Res; json(body: unknown): vo
 type Handler = (req: Req, res: Res) => void;
 type Middleware = (req: Req, res: Res, next: () => void) => void;
 
-interface App {
-  get(path: string, guard: Middleware, h: Handler): void;
-  post(path: string, guard: Middleware, h: Handler): void;
-  put(path: string, guard: Middleware, h: Handler): void;
-  delete(path: string, guard: Middleware, h: Handler): void;
-}
+type App = Record<Method, (path: string, guard: Middleware, h: Handler) => void>;
 
 interface NodeApp {
   post(path: string, h: Handler): void;
@@ -41,7 +37,7 @@ export interface RoutesApi {
   realm(): ClientRegistry;
 }
 
-const MAX_BODY = 64 * 1024;
+const MAX_BODY = MAX_REGISTER_BODY;
 const registered = new WeakSet<object>();
 
 function who(req: Req): string {
@@ -151,7 +147,7 @@ function targetPath(url: string): string {
 
 function registerPathOf(nodeRoot: string | undefined): string {
   const root = nodeRoot ?? '/';
-  return ((root.endsWith('/') ? root : root + '/') + 'client-registry/register').toLowerCase();
+  return ((root.endsWith('/') ? root : root + '/') + ROUTES.register.path.slice(1)).toLowerCase();
 }
 
 /** Answers a device request with JSON and ends its connection (the body is not read). */
@@ -191,77 +187,81 @@ function guardRegisterRequests(server: import('node:events').EventEmitter, regis
   });
 }
 
+/** The admin routes' handlers, by route name (paths, methods and permissions: contract ROUTES). */
+type AdminRoute = Exclude<RouteName, 'register'>;
+
+function adminHandlers(api: RoutesApi): Record<AdminRoute, Handler> {
+  const realm = api.realm;
+  return {
+    window: (_req, res) => send(res, realm().windowState()),
+    setWindow: (req, res) => {
+      const b = body(req);
+      if (typeof b.open !== 'boolean') return send(res, Promise.reject(new RegistryError(400, 'open must be true or false')));
+      const r = realm();
+      // inside a promise: a bad `minutes` becomes a 400 reply, not an exception in the handler
+      send(res, Promise.resolve().then(() => (b.open ? r.openWindow(b.minutes === undefined ? 5 : (b.minutes as number), who(req)) : r.closeWindow(who(req)))));
+    },
+    requests: (_req, res) => send(res, realm().listRequests()),
+    approve: (req, res) => {
+      const roles = body(req).roles as string[] | undefined;
+      send(res, realm().approve(req.params.id, { roles, by: who(req) }).then(publicUser));
+    },
+    deny: (req, res) => send(res, realm().deny(req.params.id, { by: who(req) })),
+    users: (_req, res) => send(res, realm().listUsers().map(publicUser)),
+    createUser: (req, res) => send(res, realm().createUser(body(req), who(req)).then(publicUser)),
+    updateUser: (req, res) => send(res, realm().updateUser(req.params.username, body(req), who(req)).then(publicUser)),
+    deleteUser: (req, res) => send(res, realm().deleteUser(req.params.username, who(req))),
+    revokeCertificate: (req, res) => send(res, realm().revokeCertificate(req.params.username, req.params.fingerprint, who(req)).then(publicUser)),
+    roles: (_req, res) => send(res, realm().listRoles().map((r) => ({ name: r.name, permissions: r.permissions, source: 'flow' }))),
+    clients: (_req, res) => send(res, realm().connectedClients()),
+    audit: (req, res) => send(res, realm().listAudit(Number(req.query.limit ?? 100))),
+    ca: (_req, res) => {
+      const ca = realm().ca;
+      if (!ca) return send(res, Promise.reject(new RegistryError(404, 'no certificate authority is available')));
+      res.status(200).type('application/x-pem-file').send(ca.caCertificate());
+    },
+    state: (_req, res) => {
+      const r = realm();
+      send(res, {
+        window: r.windowState(),
+        pending: r.pendingCount,
+        error: r.error?.message ?? null,
+        caError: r.caError?.message ?? null,
+        store: r.storeLocation,
+        brokers: [...r.brokers].map((b) => ({ id: b.id, ...b.addresses() }))
+      });
+    },
+    // editor buttons of the registry-window and registry-requests nodes (as the inject button:
+    // 404 when the node is not deployed, 400 when the id is another node type)
+    button: (req, res) => {
+      const node = api.getNode(req.params.id) as ButtonTarget | null;
+      if (!node) return res.status(404).json({ error: 'not deployed' });
+      if (node.type !== req.params.type || typeof node.button !== 'function') return res.status(400).json({ error: 'not a client registry node' });
+      send(res, node.button(body(req), who(req)));
+    }
+  };
+}
+
 export function registerRoutes(api: RoutesApi): void {
   if (registered.has(api.httpAdmin)) return;
   registered.add(api.httpAdmin);
-  const read = api.needsPermission('client-registry.read');
-  const writeAny = api.needsPermission('client-registry.write');
-  // POST and PUT: client-registry.write, and a JSON body (no cross-site forms)
+  const read = api.needsPermission(PERMISSION_READ);
+  const writeAny = api.needsPermission(PERMISSION_WRITE);
+  // routes with a body: client-registry.write, and a JSON body (no cross-site forms); DELETE has
+  // no body, and no web page can send it cross-site without a CORS preflight
   const write: Middleware = (req, res, next) => writeAny(req, res, () => jsonOnly(req, res, next));
-  const a = api.httpAdmin;
   const realm = api.realm;
-
-  a.get('/client-registry/window', read, (_req, res) => send(res, realm().windowState()));
-  a.post('/client-registry/window', write, (req, res) => {
-    const b = body(req);
-    if (typeof b.open !== 'boolean') return send(res, Promise.reject(new RegistryError(400, 'open must be true or false')));
-    const r = realm();
-    // inside a promise: a bad `minutes` becomes a 400 reply, not an exception in the handler
-    send(res, Promise.resolve().then(() => (b.open ? r.openWindow(b.minutes === undefined ? 5 : (b.minutes as number), who(req)) : r.closeWindow(who(req)))));
-  });
-
-  a.get('/client-registry/requests', read, (_req, res) => send(res, realm().listRequests()));
-  a.post('/client-registry/requests/:id/approve', write, (req, res) => {
-    const roles = body(req).roles as string[] | undefined;
-    send(res, realm().approve(req.params.id, { roles, by: who(req) }).then(publicUser));
-  });
-  a.post('/client-registry/requests/:id/deny', write, (req, res) => send(res, realm().deny(req.params.id, { by: who(req) })));
-
-  a.get('/client-registry/users', read, (_req, res) => send(res, realm().listUsers().map(publicUser)));
-  a.post('/client-registry/users', write, (req, res) => send(res, realm().createUser(body(req), who(req)).then(publicUser)));
-  a.put('/client-registry/users/:username', write, (req, res) =>
-    send(res, realm().updateUser(req.params.username, body(req), who(req)).then(publicUser))
-  );
-  // DELETE has no body, and no web page can send it cross-site without a CORS preflight
-  a.delete('/client-registry/users/:username', writeAny, (req, res) => send(res, realm().deleteUser(req.params.username, who(req))));
-  a.delete('/client-registry/users/:username/certificates/:fingerprint', writeAny, (req, res) =>
-    send(res, realm().revokeCertificate(req.params.username, req.params.fingerprint, who(req)).then(publicUser))
-  );
-
-  a.get('/client-registry/roles', read, (_req, res) =>
-    send(res, realm().listRoles().map((r) => ({ name: r.name, permissions: r.permissions, source: 'flow' })))
-  );
-  a.get('/client-registry/clients', read, (_req, res) => send(res, realm().connectedClients()));
-  a.get('/client-registry/audit', read, (req, res) => send(res, realm().listAudit(Number(req.query.limit ?? 100))));
-  a.get('/client-registry/ca', read, (_req, res) => {
-    const ca = realm().ca;
-    if (!ca) return send(res, Promise.reject(new RegistryError(404, 'no certificate authority is available')));
-    res.status(200).type('application/x-pem-file').send(ca.caCertificate());
-  });
-  a.get('/client-registry/state', read, (_req, res) => {
-    const r = realm();
-    send(res, {
-      window: r.windowState(),
-      pending: r.pendingCount,
-      error: r.error?.message ?? null,
-      caError: r.caError?.message ?? null,
-      store: r.storeLocation,
-      brokers: [...r.brokers].map((b) => ({ id: b.id, ...b.addresses() }))
-    });
-  });
-
-  // editor buttons of the registry-window and registry-requests nodes (as the inject button:
-  // 404 when the node is not deployed, 400 when the id is another node type)
-  a.post('/client-registry/button/:type/:id', write, (req, res) => {
-    const node = api.getNode(req.params.id) as ButtonTarget | null;
-    if (!node) return res.status(404).json({ error: 'not deployed' });
-    if (node.type !== req.params.type || typeof node.button !== 'function') return res.status(400).json({ error: 'not a client registry node' });
-    send(res, node.button(body(req), who(req)));
-  });
+  const handlers = adminHandlers(api);
+  for (const name of Object.keys(ROUTES) as RouteName[]) {
+    if (name === 'register') continue; // the device endpoint, on the HTTP node app (below)
+    const route: { method: Method; path: string; permission: string | null; body?: boolean } = ROUTES[name];
+    const guard = route.permission === PERMISSION_WRITE ? (route.body ? write : writeAny) : read;
+    api.httpAdmin[route.method](route.path, guard, handlers[name]);
+  }
 
   if (api.httpNode && api.server) guardRegisterRequests(api.server, registerPathOf(api.nodeRoot));
   if (api.httpNode) {
-    api.httpNode.post('/client-registry/register', (req, res) => {
+    api.httpNode.post(ROUTES.register.path, (req, res) => {
       readBody(req)
         .then((b) => realm().register(b, req.ip ?? req.socket.remoteAddress ?? ''))
         .then(
@@ -289,12 +289,12 @@ export function registerRoutes(api: RoutesApi): void {
     bound = r;
     // coalesced: a thousand devices reconnecting at once make one notice, not two thousand
     const timers = new Map<string, NodeJS.Timeout>();
-    for (const kind of ['window', 'request', 'decision', 'users', 'roles', 'audit', 'clients']) {
+    for (const kind of UPDATE_KINDS) {
       r.on(kind, () => {
         if (timers.has(kind)) return;
         const t = setTimeout(() => {
           timers.delete(kind);
-          api.publish('client-registry/update', { kind });
+          api.publish(UPDATE_TOPIC, { kind });
         }, 200);
         t.unref();
         timers.set(kind, t);

@@ -162,6 +162,36 @@ describe('the administrator in a real browser (Chromium, playwright-core)', func
     assert.equal((await red.api('GET', 'client-registry/users')).body.some((u: { username: string }) => u.username === 'dev-ro'), false);
   });
 
+  it('adds the sidebar tab once, as a plugin, redraws only what a change touches, and keeps a folded section folded', async function () {
+    await start(selfRegistration(await freePort()));
+    ({ page, errors } = await openEditor(browser, red.url, { username: 'admin', password: 'admin-pass' }));
+    await openSidebar(page);
+    assert.equal(await page.locator('.cr-sidebar').count(), 1, 'one tab');
+    // opening the window changes the window and the audit log, not the requests: their section stays as drawn
+    await page.locator('.cr-requests-empty').evaluate((el) => el.setAttribute('data-drawn', 'before'));
+    await red.api('POST', 'client-registry/window', { open: true });
+    await page.locator('button.cr-window-toggle[data-open="true"]').waitFor({ timeout: 10000 });
+    await page.locator('tr.cr-audit-row[data-action="window-opened"]').waitFor({ timeout: 10000 });
+    assert.equal(await page.locator('.cr-requests-empty[data-drawn="before"]').count(), 1, 'the requests were not redrawn');
+    const audit = page.locator('.cr-section[data-section="audit"]');
+    assert.equal(await audit.evaluate((el) => el.classList.contains('expanded')), true, 'sections start unfolded');
+    await audit.locator('.cr-section-header').click();
+    // Node-RED saves the user's settings to the runtime a moment later
+    let saved = false;
+    for (let i = 0; i < 50 && !saved; i++) {
+      saved = (await red.api('GET', 'settings/user')).body?.clientRegistry?.collapsedSections?.audit === true;
+      if (!saved) await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.ok(saved, 'the folded section is kept in the user settings');
+    await page.close();
+    const before = errors;
+    ({ page, errors } = await openEditor(browser, red.url, { username: 'admin', password: 'admin-pass' }));
+    errors.push(...before);
+    await openSidebar(page);
+    assert.equal(await page.locator('.cr-section[data-section="audit"]').evaluate((el) => el.classList.contains('expanded')), false, 'still folded');
+    assert.equal(await page.locator('.cr-section[data-section="requests"]').evaluate((el) => el.classList.contains('expanded')), true, 'the others unfolded');
+  });
+
   it('approves with the registry-requests node button instead', async function () {
     await start();
     const port = await freePort();
