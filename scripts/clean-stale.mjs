@@ -3,8 +3,9 @@
 // run old code. Only .js/.js.map files beside where a .ts would be are touched.
 import fs from 'node:fs';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 
-const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const KEEP = [path.join(root, 'test', 'fixtures')];
 
 function walk(dir) {
