@@ -7,7 +7,7 @@
  */
 import type { Node, NodeAPI, NodeDef, NodeMessageInFlow } from 'node-red';
 import { setupRuntime } from '../lib/runtime';
-import type { PublicRequest } from '../lib/contract';
+import type { Decision, PublicRequest } from '../lib/contract';
 import { RegistryError, publicUser, roleList, validateRoles, type ClientRegistry } from '../lib/registry';
 
 interface RequestsNodeDef extends NodeDef {
@@ -21,8 +21,6 @@ interface RequestsNodeDef extends NodeDef {
 interface RequestsNode extends Node {
   button(body: unknown, by: string): Promise<unknown>;
 }
-
-type Decision = { kind: 'approved' | 'denied' | 'expired'; request: PublicRequest; user?: unknown };
 
 export = function (RED: NodeAPI) {
   const runtime = setupRuntime(RED as never);
@@ -54,7 +52,7 @@ export = function (RED: NodeAPI) {
     };
     const onDecision = (d: Decision): void => {
       const msg: Record<string, unknown> = { topic: d.kind, payload: d.request };
-      if (d.user) msg.user = d.user;
+      if ('user' in d) msg.user = d.user;
       node.send(msg);
       showStatus();
     };
