@@ -1,86 +1,14 @@
 /**
- * The three foundation nodes in a real Node-RED runtime (node-red-node-test-helper), with real
- * MQTT clients: flows configure users and roles, the broker enforces them, status and events
- * reach the flow, and redeploys leave nothing behind.
+ * registry-broker in a real Node-RED runtime with real MQTT clients: status and access events
+ * reach the flow, bad settings show in the status, WebSocket listeners, and redeploys leave
+ * nothing behind.
  */
 import assert from 'node:assert/strict';
+import { helper, waitFor, freePort, nodeRedVersion } from '../helpers/red';
+import { CREDS, FOUNDATION_NODES as NODES, activeResources, adminRouteCount, brokerFlow as flow, clients, connect, startedBroker, type BrokerNodeT } from '../helpers/node-flows';
 import net from 'node:net';
-import mqtt, { type MqttClient } from 'mqtt';
-import { helper, freePort, waitFor, nodeRedVersion } from '../helpers/red';
-import brokerNode = require('../../nodes/registry-broker/registry-broker');
-import userNode = require('../../nodes/registry-user/registry-user');
-import roleNode = require('../../nodes/registry-role/registry-role');
-import { getRealm } from '../../nodes/lib/runtime';
 
-const NODES = [brokerNode, userNode, roleNode];
-
-interface FlowOpts {
-  port?: string;
-  wsPort?: string;
-  wsPath?: string;
-  brokerName?: string;
-  sensorRoles?: string[];
-  sensorPermissions?: object[];
-}
-
-function flow(o: FlowOpts = {}): object[] {
-  return [
-    { id: 'tab1', type: 'tab', label: 'test' },
-    {
-      id: 'b1',
-      type: 'registry-broker',
-      z: 'tab1',
-      name: o.brokerName ?? 'broker',
-      port: o.port ?? '0',
-      host: '127.0.0.1',
-      tlsPort: '',
-      wsPort: o.wsPort ?? '',
-      wsPath: o.wsPath ?? '',
-      requireClientCert: false,
-      disconnectOnDenied: false,
-      wires: [['out']]
-    },
-    { id: 'out', type: 'helper', z: 'tab1' },
-    { id: 'r1', type: 'registry-role', name: 'sensor', permissions: o.sensorPermissions ?? [{ topic: 'sensors/{username}/#', access: 'write' }] },
-    { id: 'r2', type: 'registry-role', name: 'reader', permissions: [{ topic: 'sensors/#', access: 'read' }] },
-    { id: 'u1', type: 'registry-user', username: 'sensor-01', roles: o.sensorRoles ?? ['sensor'], publishPrefix: '', disabled: false },
-    { id: 'u2', type: 'registry-user', username: 'reader', roles: ['reader'], publishPrefix: '', disabled: false }
-  ];
-}
-
-const CREDS = { u1: { password: 'sensor-01-pass' }, u2: { password: 'reader-pass' } };
-
-type BrokerNodeT = { broker: { addresses(): { tcp: number | null; ws: number | null }; clientCount: number } | null; started: Promise<void> };
-
-async function startedBroker(id = 'b1'): Promise<NonNullable<BrokerNodeT['broker']>> {
-  const node = helper.getNode(id) as BrokerNodeT;
-  await node.started;
-  assert.ok(node.broker, 'broker started');
-  return node.broker;
-}
-
-const clients: MqttClient[] = [];
-function connect(url: string, username: string, password: string, extra: mqtt.IClientOptions = {}): Promise<MqttClient> {
-  return new Promise((resolve, reject) => {
-    const c = mqtt.connect(url, { username, password, reconnectPeriod: 0, protocolVersion: 4, connectTimeout: 5000, ...extra });
-    clients.push(c);
-    c.once('connect', () => resolve(c));
-    c.once('error', reject);
-  });
-}
-
-function activeResources(): Record<string, number> {
-  const counts: Record<string, number> = {};
-  for (const r of process.getActiveResourcesInfo()) counts[r] = (counts[r] ?? 0) + 1;
-  return counts;
-}
-
-function adminRouteCount(): number {
-  const app = helper._httpAdmin as { _router?: { stack: unknown[] }; router?: { stack: unknown[] } };
-  return (app._router ?? app.router)?.stack.length ?? 0;
-}
-
-describe(`registry-broker, registry-user, registry-role nodes (Node-RED ${nodeRedVersion}, Node ${process.version})`, function () {
+describe(`registry-broker node (Node-RED ${nodeRedVersion}, Node ${process.version})`, function () {
   this.timeout(20000);
 
   beforeEach(function () {
@@ -91,31 +19,6 @@ describe(`registry-broker, registry-user, registry-role nodes (Node-RED ${nodeRe
   afterEach(async function () {
     for (const c of clients.splice(0)) c.end(true);
     await helper.unload();
-  });
-
-  it('enforces users and roles defined in the flow on real MQTT clients', async function () {
-    await helper.load(NODES, flow(), CREDS);
-    const broker = await startedBroker();
-    const url = `mqtt://127.0.0.1:${broker.addresses().tcp}`;
-    const reader = await connect(url, 'reader', 'reader-pass');
-    await reader.subscribeAsync('sensors/#');
-    const got = new Promise<[string, string]>((resolve) => reader.once('message', (t, m) => resolve([t, m.toString()])));
-    const sensor = await connect(url, 'sensor-01', 'sensor-01-pass');
-    await sensor.publishAsync('sensors/sensor-02/temp', 'not mine', { qos: 1 }); // refused, dropped
-    await sensor.publishAsync('sensors/sensor-01/temp', '21.5', { qos: 1 });
-    assert.deepEqual(await got, ['sensors/sensor-01/temp', '21.5']);
-    await assert.rejects(connect(url, 'sensor-01', 'wrong-pass'), (e: Error & { code?: number }) => e.code === 4);
-  });
-
-  it('hashes config-node passwords with bcrypt and keeps no plain password in the realm', async function () {
-    await helper.load(NODES, flow(), CREDS);
-    await startedBroker();
-    const { realm } = getRealm({ settings: helper._settings, httpAdmin: helper._httpAdmin });
-    await realm.ready();
-    const user = realm.getUser('sensor-01');
-    assert.ok(user);
-    assert.match(user.passwordHash ?? '', /^\$2[aby]\$04\$/);
-    assert.ok(!JSON.stringify(realm.listUsers()).includes('sensor-01-pass'));
   });
 
   it('shows listeners and client count in its status and sends access events', async function () {
@@ -205,27 +108,5 @@ describe(`registry-broker, registry-user, registry-role nodes (Node-RED ${nodeRe
       const after = activeResources();
       return (after.Timeout ?? 0) <= (before.Timeout ?? 0) && (after.TCPServerWrap ?? 0) <= (before.TCPServerWrap ?? 0);
     }, 3000, 'timers and servers released');
-  });
-
-  it('disconnects a user\'s sessions when a modified deploy changes the user or its role', async function () {
-    await helper.load(NODES, flow(), CREDS);
-    const broker = await startedBroker();
-    const url = `mqtt://127.0.0.1:${broker.addresses().tcp}`;
-    const sensor = await connect(url, 'sensor-01', 'sensor-01-pass');
-    const reader = await connect(url, 'reader', 'reader-pass');
-    const closed = new Promise<void>((resolve) => sensor.once('close', () => resolve()));
-    let readerClosed = false;
-    reader.once('close', () => (readerClosed = true));
-    // change the role the sensor has: only the sensor's sessions go
-    await helper.setFlows(flow({ sensorPermissions: [{ topic: 'sensors/#', access: 'write' }] }), 'nodes', CREDS);
-    await closed;
-    assert.equal(readerClosed, false, 'an unrelated user stays connected');
-    assert.equal((await startedBroker()).addresses().tcp, broker.addresses().tcp, 'the broker itself kept running');
-    // change the user (its roles): its new session goes too
-    const again = await connect(url, 'sensor-01', 'sensor-01-pass');
-    const closedAgain = new Promise<void>((resolve) => again.once('close', () => resolve()));
-    await helper.setFlows(flow({ sensorPermissions: [{ topic: 'sensors/#', access: 'write' }], sensorRoles: [] }), 'nodes', CREDS);
-    await closedAgain;
-    assert.equal(readerClosed, false);
   });
 });

@@ -1,57 +1,14 @@
 /**
- * registry-window and registry-requests in a real Node-RED runtime with real MQTT clients:
- * messages open the window and approve requests, outputs report every change, status counts.
+ * registry-requests in a real Node-RED runtime with real MQTT clients: requests reach the
+ * output, messages and the editor button approve and deny, roles from messages only when the
+ * node is configured to take them.
  */
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import mqtt, { type MqttClient } from 'mqtt';
 import { helper, tempDir, waitFor, nodeRedVersion } from '../helpers/red';
-import brokerNode = require('../../nodes/registry-broker/registry-broker');
-import userNode = require('../../nodes/registry-user/registry-user');
-import roleNode = require('../../nodes/registry-role/registry-role');
-import windowNode = require('../../nodes/registry-window/registry-window');
-import requestsNode = require('../../nodes/registry-requests/registry-requests');
+import { ALL_NODES as NODES, brokerPort, clients, collect, connectCode, registryFlow as flow } from '../helpers/node-flows';
 
-const NODES = [brokerNode, userNode, roleNode, windowNode, requestsNode];
-
-type Msg = { topic: string; payload: any; user?: any };
-
-function flow(grantRoles: string[] = [], requests: { rolesFromMessage?: boolean; allowedRoles?: string[] } = {}): object[] {
-  return [
-    { id: 't', type: 'tab', label: 'registry' },
-    { id: 'b', type: 'registry-broker', z: 't', port: '0', host: '127.0.0.1', wsPort: '', wsPath: '', wires: [['bout']] },
-    { id: 'bout', type: 'helper', z: 't' },
-    { id: 'w', type: 'registry-window', z: 't', minutes: '5', wires: [['wout']] },
-    { id: 'wout', type: 'helper', z: 't' },
-    { id: 'q', type: 'registry-requests', z: 't', grantRoles, ...requests, wires: [['qout']] },
-    { id: 'qout', type: 'helper', z: 't' },
-    { id: 'r', type: 'registry-role', name: 'device', permissions: [{ topic: 'devices/{username}/#', access: 'readWrite' }] }
-  ];
-}
-
-const clients: MqttClient[] = [];
-function connectCode(port: number, username: string, password: string): Promise<number> {
-  return new Promise((resolve) => {
-    const c = mqtt.connect({ host: '127.0.0.1', port, username, password, reconnectPeriod: 0, protocolVersion: 4 });
-    clients.push(c);
-    c.once('connect', () => resolve(0));
-    c.once('error', (e: Error & { code?: number }) => resolve(e.code ?? -1));
-  });
-}
-
-function collect(id: string): Msg[] {
-  const out: Msg[] = [];
-  helper.getNode(id).on('input', (m: Msg) => out.push(m));
-  return out;
-}
-
-async function brokerPort(): Promise<number> {
-  const node = helper.getNode('b');
-  await node.started;
-  return node.broker.addresses().tcp;
-}
-
-describe(`registry-window and registry-requests nodes (Node-RED ${nodeRedVersion})`, function () {
+describe(`registry-requests node (Node-RED ${nodeRedVersion})`, function () {
   this.timeout(20000);
   let dir: string;
 
@@ -64,31 +21,6 @@ describe(`registry-window and registry-requests nodes (Node-RED ${nodeRedVersion
     for (const c of clients.splice(0)) c.end(true);
     await helper.unload();
     fs.rmSync(dir, { recursive: true, force: true });
-  });
-
-  it('opens, toggles and closes the window by message, reporting every change on its output', async function () {
-    await helper.load(NODES, flow());
-    const w = helper.getNode('w');
-    const out = collect('wout');
-    w.receive({ payload: 'open' });
-    await waitFor(() => out.length === 1, 2000, 'open event');
-    assert.equal(out[0].topic, 'window');
-    assert.equal(out[0].payload.open, true);
-    const closesIn = Date.parse(out[0].payload.closesAt) - Date.now();
-    assert.ok(closesIn > 4.9 * 60_000 && closesIn <= 5 * 60_000, 'open for the node\'s 5 minutes');
-    w.receive({ payload: 'toggle' });
-    await waitFor(() => out.length === 2, 2000, 'toggle event');
-    assert.equal(out[1].payload.open, false);
-    w.receive({ payload: true, minutes: 0.005 }); // 300 ms
-    await waitFor(() => out.length === 4, 3000, 'open then close by itself');
-    assert.deepEqual(out.slice(2).map((m) => m.payload.open), [true, false]);
-  });
-
-  it('reports a bad command to Catch nodes through done(err)', async function () {
-    await helper.load(NODES, [...flow(), { id: 'c', type: 'catch', z: 't', scope: null, uncaught: false, wires: [['cout']] }, { id: 'cout', type: 'helper', z: 't' }]);
-    const caught = collect('cout');
-    helper.getNode('w').receive({ payload: 'explode' });
-    await waitFor(() => caught.length === 1, 2000, 'caught error');
   });
 
   it('records an implicit MQTT registration and approves it from a flow message with the node\'s grantRoles', async function () {
