@@ -12,7 +12,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { WebSocketServer, WebSocket } from 'ws';
 import * as mqttPacket from 'mqtt-packet';
-import { limitPacketSize, pendingWill, setWebSocketMaxPayload, tlsRawSocket } from '../../nodes/lib/aedes-internals';
+import { limitPacketSize, pendingWill, setWebSocketMaxPayload, tlsRawSocket } from '../../../nodes/lib/broker/aedes-internals';
 
 describe('private APIs the broker relies on (lib/aedes-internals)', function () {
   this.timeout(10_000);

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import mqemitter from 'mqemitter';
-import { createSafeEmitter } from '../../nodes/lib/safe-emitter';
+import { createSafeEmitter } from '../../../nodes/lib/broker/safe-emitter';
 
 type Emitter = ReturnType<typeof mqemitter>;
 

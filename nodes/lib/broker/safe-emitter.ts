@@ -13,9 +13,7 @@
  * new messages keep queueing behind it exactly as before: per-publisher order is unchanged.
  */
 import mqemitter from 'mqemitter';
-
-type Callback = (err?: Error | null) => void;
-type Message = { topic: string; payload?: { length: number } | string };
+import { emitterInternals, type EmitterCallback as Callback, type EmitterMessage as Message } from './aedes-internals';
 
 /**
  * Bytes of messages waiting in the emitter's queue (all `concurrency` deliveries busy, e.g. with
@@ -30,17 +28,16 @@ export interface Backlog {
   low: number;
 }
 
-export const BACKLOG = Symbol('client-registry.backlog');
+const BACKLOG = Symbol('client-registry.backlog');
+
+/** The backlog of an emitter made by createSafeEmitter (aedes gives it back as brokerEmitter). */
+export function backlogOf(mq: object): Backlog {
+  const backlog = (mq as { [BACKLOG]?: Backlog })[BACKLOG];
+  if (!backlog) throw new Error('not an emitter made by createSafeEmitter');
+  return backlog;
+}
 
 const messageBytes = (m: Message): number => m.topic.length + (m.payload ? m.payload.length : 0);
-
-interface MQInternals {
-  _messageQueue: { push(m: unknown): number; shift(): unknown; length: number };
-  _messageCallbacks: { push(m: unknown): number; shift(): unknown; length: number };
-  current: number;
-  _doing: boolean;
-  _do(message: Message, cb: Callback): unknown;
-}
 
 /**
  * A FIFO with O(1) shift: mqemitter keeps its backlog in arrays and shifts from the front,
@@ -76,9 +73,9 @@ const DRAIN_BATCH = 1000;
 
 export function createSafeEmitter(opts: { concurrency?: number; matchEmptyLevels?: boolean }): ReturnType<typeof mqemitter> {
   const mq = mqemitter(opts);
-  const internals = mq as unknown as MQInternals;
+  const internals = emitterInternals(mq);
   const backlog: Backlog = { bytes: 0, onDrained: null, low: 0 };
-  (mq as unknown as { [BACKLOG]: Backlog })[BACKLOG] = backlog;
+  (mq as { [BACKLOG]?: Backlog })[BACKLOG] = backlog;
   /** messages that went to mqemitter's own queue, with their size */
   const queued = new WeakMap<object, number>();
   const emit = mq.emit.bind(mq);
