@@ -14,6 +14,8 @@ import {
   type TopicAccess,
   type TopicSubject
 } from '../../../nodes/lib/broker/topic-rules';
+import { publish, sleep, subscribe, waitFor } from '../../helpers/mqtt';
+import { BROKER_ID, topics, useBroker } from './fixture';
 
 const alice: TopicSubject = { username: 'alice', clientId: 'dev-1', prefix: '' };
 const prefixed: TopicSubject = { username: 'alice', clientId: 'dev-1', prefix: 'tenant/' };
@@ -108,4 +110,159 @@ describe('topic rules: one entry point for every kind of access (lib/broker/topi
     });
   });
 
+});
+
+describe('topic rules through real clients (lib/broker/topic-rules, via the hooks)', function () {
+  this.timeout(20_000);
+  const f = useBroker();
+  const { pool, start, addRole, addUser, as, observer, settle, eventsOf } = f;
+
+  // ---- 3. permission patterns --------------------------------------------------------------
+
+  describe('permission patterns', function () {
+    beforeEach(async function () {
+      await start();
+      addRole('device', [
+        { topic: 'devices/{username}/#', access: 'write' },
+        { topic: 'clients/{clientId}/+', access: 'write' },
+        { topic: 'owned/{clientId}', access: 'write' }
+      ]);
+      addRole('sensors', [
+        { topic: 'sensors/+/temp', access: 'readWrite' },
+        { topic: 'sensors/secret/temp', access: 'readWrite', deny: true },
+        { topic: 'data/#', access: 'readWrite' },
+        { topic: 'data/private/#', access: 'read', deny: true },
+        { topic: 'data/locked', access: 'write', deny: true }
+      ]);
+    });
+
+    it("fills {username} with the user's name, a whole level only", async function () {
+      await addUser('dev-1', ['device']);
+      await addUser('dev.2', ['device']);
+      const inbox = await observer();
+      const d1 = await as('dev-1');
+      for (const t of ['devices/dev-1/x', 'devices/dev-1', 'devices/dev-1/a/b', 'devices/dev-2/x', 'devices/dev-1x/y', 'devices/dev.2/x']) {
+        await publish(d1, t, 'from dev-1', { qos: 1 });
+      }
+      const d2 = await as('dev.2');
+      for (const t of ['devices/dev.2/x', 'devices/dev-1/x', 'devices/dev-2/x']) await publish(d2, t, 'from dev.2', { qos: 1 });
+      await settle(inbox, 'marker/username');
+      assert.deepEqual(
+        inbox.filter((m) => m.topic.startsWith('devices/')).map((m) => `${m.payload}: ${m.topic}`),
+        ['from dev-1: devices/dev-1/x', 'from dev-1: devices/dev-1', 'from dev-1: devices/dev-1/a/b', 'from dev.2: devices/dev.2/x']
+      );
+      assert.deepEqual(
+        eventsOf('publish-denied').map((e) => `${e.username} ${e.topic}`),
+        ['dev-1 devices/dev-2/x', 'dev-1 devices/dev-1x/y', 'dev-1 devices/dev.2/x', 'dev.2 devices/dev-1/x', 'dev.2 devices/dev-2/x']
+      );
+    });
+
+    it("fills {clientId} with the connection's client id, never one containing '/', '+' or '#'", async function () {
+      await addUser('dev-1', ['device']);
+      const inbox = await observer();
+      const c = await as('dev-1', { clientId: 'cid-7' });
+      await publish(c, 'clients/cid-7/x', 'mine', { qos: 1 });
+      await publish(c, 'owned/cid-7', 'mine too', { qos: 1 });
+      await publish(c, 'clients/cid-8/x', 'not mine', { qos: 1 });
+      await publish(c, 'clients/cid-7/x/y', "'+' is one level", { qos: 1 });
+      // client ids that would widen the pattern if they were pasted into it
+      const odd: [string, string[]][] = [
+        ['a/b', ['owned/a/b', 'clients/a/b/x']],
+        ['+', ['owned/x', 'clients/x/y']],
+        ['#', ['owned/x', 'owned/x/y', 'clients/x/y']],
+        ['', ['owned/', 'clients//x']]
+      ];
+      for (const [clientId, targets] of odd) {
+        const other = await as('dev-1', { clientId, clean: true });
+        for (const t of targets) await publish(other, t, `client id "${clientId}"`, { qos: 1 });
+        assert.ok(other.connected);
+      }
+      await settle(inbox, 'marker/clientid');
+      assert.deepEqual(
+        inbox.filter((m) => !m.topic.startsWith('marker/')).map((m) => m.topic),
+        ['clients/cid-7/x', 'owned/cid-7']
+      );
+      assert.equal(eventsOf('publish-denied').length, 11);
+    });
+
+    it("lets a deny entry beat any allow, with '+' and '#' patterns", async function () {
+      await addUser('sens', ['sensors']);
+      const inbox = await observer();
+      const c = await as('sens');
+      // writes
+      for (const t of ['sensors/a/temp', 'sensors/secret/temp', 'sensors/a/b/temp', 'sensors/temp', 'data/x', 'data/locked', 'data/private/x']) {
+        await publish(c, t, 'w', { qos: 1 });
+      }
+      await settle(inbox, 'marker/deny-write');
+      assert.deepEqual(
+        topics(inbox).filter((t) => !t.startsWith('marker/')),
+        ['sensors/a/temp', 'data/x', 'data/private/x'],
+        'write: the deny on data/private is read-only, the one on data/locked write-only'
+      );
+
+      // subscriptions: a deny covering the whole filter refuses it; a partly denied filter is
+      // granted, and the denied topics are filtered on delivery
+      assert.deepEqual(
+        await subscribe(c, ['sensors/secret/temp', 'data/private/#', 'data/private/x', 'sensors/+/temp', 'data/#', 'other/#']),
+        [128, 128, 128, 0, 0, 128]
+      );
+      const root = await as('root');
+      for (const t of ['sensors/secret/temp', 'sensors/b/temp', 'data/private/y', 'data/locked', 'data/y']) await publish(root, t, 'r', { qos: 1 });
+      const own = pool.inbox(c);
+      await settle(own, 'data/zz-marker', root);
+      assert.deepEqual(topics(own), ['sensors/b/temp', 'data/locked', 'data/y', 'data/zz-marker']);
+    });
+  });
+
+  // ---- 8. $SYS ------------------------------------------------------------------------------
+
+  describe('$SYS', function () {
+    beforeEach(async function () {
+      await start();
+      addRole('sys-read', [{ topic: '$SYS/#', access: 'read' }]);
+      addRole('sys-write', [{ topic: '$SYS/#', access: 'readWrite' }]);
+      await addUser('sysreader', ['sys-read', 'all']);
+      await addUser('sysadmin', ['sys-write', 'all']);
+      await addUser('plain', ['all']);
+    });
+
+    it('never lets a client publish to $SYS/, even with an explicit permission', async function () {
+      const admin = await as('sysadmin');
+      assert.deepEqual(await subscribe(admin, '$SYS/#'), [0]);
+      const victim = await as('plain', { clientId: 'victim' });
+      let victimClosed = false;
+      victim.on('close', () => (victimClosed = true));
+      const inbox = pool.inbox(admin);
+      await waitFor(() => inbox.some((m) => m.payload === 'victim'), 3000, 'new/clients for victim');
+      inbox.length = 0;
+      await publish(admin, '$SYS/anything', 'forged', { qos: 1 });
+      // aedes kicks a client when $SYS/<id>/new/clients names it (pitfall 5)
+      await publish(admin, `$SYS/${BROKER_ID}/new/clients`, 'victim', { qos: 1 });
+      await publish(admin, '$SYS/other-broker/new/clients', 'victim', { qos: 0 });
+      await as('plain', { clientId: 'sys-marker' }); // a real $SYS message, after the forged ones
+      await waitFor(() => inbox.some((m) => m.payload === 'sys-marker'), 3000, 'new/clients for sys-marker');
+      await sleep(100);
+      assert.deepEqual(inbox.map((m) => [m.topic, m.payload]), [[`$SYS/${BROKER_ID}/new/clients`, 'sys-marker']]);
+      assert.ok(victim.connected && !victimClosed, 'a forged new/clients message kicks no one');
+      assert.deepEqual(
+        eventsOf('publish-denied').map((e) => [e.username, e.topic]),
+        [['sysadmin', '$SYS/anything'], ['sysadmin', `$SYS/${BROKER_ID}/new/clients`], ['sysadmin', '$SYS/other-broker/new/clients']]
+      );
+    });
+
+    it("refuses $SYS/# to a user whose '#' permission is all it has, and grants it with an explicit $SYS read permission", async function () {
+      const plain = await as('plain');
+      assert.deepEqual(await subscribe(plain, ['$SYS/#', `$SYS/${BROKER_ID}/new/clients`, '+/+/new/clients']), [128, 128, 0]);
+      assert.deepEqual(await subscribe(plain, '#'), [0]);
+
+      const reader = await as('sysreader');
+      assert.deepEqual(await subscribe(reader, '$SYS/#'), [0]);
+      await as('plain', { clientId: 'newcomer' });
+      const inbox = pool.inbox(reader);
+      await waitFor(() => inbox.some((m) => m.topic === `$SYS/${BROKER_ID}/new/clients` && m.payload === 'newcomer'), 3000, 'new/clients');
+      await sleep(50);
+      assert.ok(!pool.inbox(plain).some((m) => m.topic.startsWith('$')), "'#' and '+' never deliver $SYS topics");
+      assert.deepEqual(eventsOf('subscribe-denied').map((e) => e.topic), ['$SYS/#', `$SYS/${BROKER_ID}/new/clients`]);
+    });
+  });
 });
