@@ -172,6 +172,66 @@ export function emitterInternals(mq: object): EmitterInternals {
   return internals;
 }
 
+/** A FIFO with the surface of the arrays mqemitter keeps its queue in. */
+export interface EmitterQueue {
+  push(item: unknown): number;
+  shift(): unknown;
+  readonly length: number;
+}
+
+export type Delivery = (message: EmitterMessage, cb: EmitterCallback) => void;
+
+/**
+ * What lib/broker/safe-emitter may change in an mqemitter, as operations: nothing outside this
+ * module touches mqemitter's private fields.
+ */
+export class EmitterAccess {
+  private readonly internals: EmitterInternals;
+
+  constructor(private readonly mq: object) {
+    this.internals = emitterInternals(mq);
+  }
+
+  /** deliveries in flight (mqemitter's `current`) */
+  get inFlight(): number {
+    return this.internals.current;
+  }
+
+  /**
+   * Holds a delivery slot for a message that waits outside mqemitter, and keeps mqemitter from
+   * thinking its queue ran dry meanwhile (`_doing`).
+   */
+  holdSlot(): void {
+    this.internals._doing = true;
+    this.internals.current++;
+  }
+
+  /** Gives back a slot taken by holdSlot (the delivery then takes it again). */
+  releaseSlot(): void {
+    this.internals.current--;
+  }
+
+  /** Replaces mqemitter's queue arrays (shifted from the front) with FIFOs of the same surface. */
+  replaceQueues(make: () => EmitterQueue): void {
+    this.internals._messageQueue = make() as EmitterInternals['_messageQueue'];
+    this.internals._messageCallbacks = make() as EmitterInternals['_messageCallbacks'];
+  }
+
+  /**
+   * Puts `replacement` in place of mqemitter's delivery step (`_do`), which emit calls for each
+   * message and each finished delivery calls for the next queued one. Returns the original step.
+   */
+  replaceDelivery(replacement: Delivery): Delivery {
+    const mq = this.mq;
+    const original = this.internals._do;
+    this.internals._do = function replacedDo(message: EmitterMessage, cb: EmitterCallback) {
+      replacement(message, cb);
+      return mq;
+    };
+    return (message, cb) => void original.call(mq, message, cb);
+  }
+}
+
 // ---- ws ------------------------------------------------------------------------------------------------
 
 /**

@@ -13,7 +13,7 @@
  * new messages keep queueing behind it exactly as before: per-publisher order is unchanged.
  */
 import mqemitter from 'mqemitter';
-import { emitterInternals, type EmitterCallback as Callback, type EmitterMessage as Message } from './aedes-internals';
+import { EmitterAccess, type EmitterCallback as Callback, type EmitterMessage as Message } from './aedes-internals';
 
 /**
  * Bytes of messages waiting in the emitter's queue (all `concurrency` deliveries busy, e.g. with
@@ -73,7 +73,7 @@ const DRAIN_BATCH = 1000;
 
 export function createSafeEmitter(opts: { concurrency?: number; matchEmptyLevels?: boolean }): ReturnType<typeof mqemitter> {
   const mq = mqemitter(opts);
-  const internals = emitterInternals(mq);
+  const internals = new EmitterAccess(mq);
   const backlog: Backlog = { bytes: 0, onDrained: null, low: 0 };
   (mq as { [BACKLOG]?: Backlog })[BACKLOG] = backlog;
   /** messages that went to mqemitter's own queue, with their size */
@@ -81,16 +81,15 @@ export function createSafeEmitter(opts: { concurrency?: number; matchEmptyLevels
   const emit = mq.emit.bind(mq);
   const concurrency = opts.concurrency ?? 0;
   mq.emit = function countedEmit(message: Message, cb?: Callback) {
-    if (concurrency > 0 && internals.current >= concurrency && typeof message === 'object' && message !== null) {
+    if (concurrency > 0 && internals.inFlight >= concurrency && typeof message === 'object' && message !== null) {
       const bytes = messageBytes(message);
       queued.set(message, bytes);
       backlog.bytes += bytes;
     }
     return emit(message as never, cb);
   } as typeof mq.emit;
-  internals._messageQueue = new Fifo();
-  internals._messageCallbacks = new Fifo();
-  const originalDo = internals._do;
+  internals.replaceQueues(() => new Fifo());
+  const deliver = internals.replaceDelivery(guardedDo);
   const waiting = new Fifo<[Message, Callback]>();
   let depth = 0;
   let scheduled = false;
@@ -98,7 +97,7 @@ export function createSafeEmitter(opts: { concurrency?: number; matchEmptyLevels
   function run(message: Message, cb: Callback): void {
     depth++;
     try {
-      originalDo.call(mq, message, cb);
+      deliver(message, cb);
     } finally {
       depth--;
     }
@@ -108,7 +107,7 @@ export function createSafeEmitter(opts: { concurrency?: number; matchEmptyLevels
     scheduled = false;
     for (let n = 0; n < DRAIN_BATCH && waiting.length > 0; n++) {
       const [message, cb] = waiting.shift()!;
-      internals.current--; // give back the held slot; originalDo takes it again
+      internals.releaseSlot(); // give back the held slot; the delivery takes it again
       run(message, cb);
     }
     if (waiting.length > 0) schedule();
@@ -121,7 +120,7 @@ export function createSafeEmitter(opts: { concurrency?: number; matchEmptyLevels
     }
   }
 
-  internals._do = function guardedDo(message: Message, cb: Callback) {
+  function guardedDo(message: Message, cb: Callback): void {
     const bytes = queued.get(message);
     if (bytes !== undefined) {
       // out of mqemitter's queue: into delivery (or our short FIFO, which holds a slot)
@@ -130,14 +129,12 @@ export function createSafeEmitter(opts: { concurrency?: number; matchEmptyLevels
       if (backlog.bytes <= backlog.low && backlog.onDrained) backlog.onDrained();
     }
     if (waiting.length > 0 || depth >= MAX_DEPTH) {
-      internals._doing = true; // mqemitter must not think its queue ran dry while ours holds work
-      internals.current++; // hold the slot while the message waits
+      internals.holdSlot(); // while the message waits (mqemitter must not think its queue ran dry)
       waiting.push([message, cb]);
       schedule();
-      return mq;
+      return;
     }
     run(message, cb);
-    return mq;
-  };
+  }
   return mq;
 }
