@@ -3,7 +3,7 @@
  * (and the client registry in front of it) implements it; the broker imports only types from the
  * realm and the contract.
  */
-import type { RefusalCode, RegistrationOutcome } from '../contract';
+import type { RealmEvents, RefusalCode, RegistrationOutcome } from '../contract';
 import type { CompiledPermissions } from '../permissions';
 import type { BindResult } from '../client-ids';
 import type { ConnectedClient, User } from '../realm';
@@ -30,13 +30,9 @@ export interface BrokerView {
   addresses(): { tcp: number | null; tls: number | null; ws: number | null; wsPath: string | null };
 }
 
-/** The events the broker listens to ('kick', 'crl', 'warning') and emits ('clients'). */
+/** The realm events the broker listens to; it emits 'clients'. */
 type Listener<A extends unknown[]> = (...args: A) => void;
-interface RealmEventsSeen {
-  kick: [usernames: string[], reason: string];
-  crl: [];
-  warning: [err: Error];
-}
+type RealmEventsSeen = Pick<RealmEvents, 'kick' | 'crl' | 'warning'>;
 
 export interface BrokerRealm {
   /** a login with username and password (`clientId` '' for an empty client id) */
