@@ -14,16 +14,18 @@
  *        no permission opens it)                                          else deny
  *     4. with a prefix, the prefixed topic still fits 65535 bytes and 100 levels
  *                                                                         else deny
- *     5. a write permission matches the prefixed topic                   else deny
- *   will-published (a will when aedes publishes it at disconnect), `topic` already prefixed:
- *     3 and 5 again, with the permissions of that moment
+ *     5. no deny matches the prefixed topic, and a write permission does  else deny
+ *   will-published (a will when aedes publishes it at disconnect), `topic` already prefixed
+ *   (the hook first refuses it when the user is gone or disabled):
+ *     3–5 again, with the permissions of that moment
  *   subscribe (a SUBSCRIBE filter):
  *     1. the filter is valid (isValidFilter: not empty, no NUL, `#` last and alone in its level,
  *        `+` alone in its level)                                         else invalid
- *     2. a read permission overlaps the filter and no deny covers it     else deny
+ *     2. no deny covers the filter, and a read permission overlaps it    else deny
  *        (`#` and `+` at the start never match `$` topics: `$SYS/...` needs an explicit entry)
  *   receive (every delivery to a subscriber: live, retained, queued), `topic` concrete:
- *     1. a read permission matches the topic                             else deny
+ *     1. a read permission matches the topic and no deny does            else deny
+ *        (`#` and `+` at the start never match a `$` topic)
  */
 import type { CompiledPermissions, Identity } from '../permissions';
 
