@@ -212,37 +212,3 @@ export class CompiledPermissions {
     return false;
   }
 }
-
-/** Is this a valid subscription filter (MQTT 3.1.1 4.7)? */
-export function isValidFilter(filter: string): boolean {
-  if (filter.length === 0 || filter.includes('\u0000')) return false;
-  const levels = filter.split('/');
-  for (let i = 0; i < levels.length; i++) {
-    const l = levels[i];
-    if (l === '#') {
-      if (i !== levels.length - 1) return false;
-    } else if (l !== '+' && (l.includes('#') || l.includes('+'))) {
-      return false;
-    }
-  }
-  return true;
-}
-
-/** aedes' default (and ceiling) for topic levels; qlobber throws past it */
-export const MAX_TOPIC_LEVELS = 100;
-export const MAX_TOPIC_BYTES = 65535;
-
-/**
- * Why a topic name (a PUBLISH or will topic) is not valid, or null: empty, a wildcard
- * (MQTT-3.3.2-2), NUL (MQTT-1.5.3-2), or more than MQTT can encode or aedes can match.
- */
-export function topicNameError(topic: unknown): string | null {
-  if (typeof topic !== 'string' || topic.length === 0) return 'empty topic';
-  if (topic.includes('\u0000')) return 'topic contains U+0000';
-  if (topic.includes('+') || topic.includes('#')) return 'wildcards are not allowed in a topic name';
-  if (Buffer.byteLength(topic) > MAX_TOPIC_BYTES) return 'topic too long';
-  let levels = 1;
-  for (let i = 0; i < topic.length; i++) if (topic.charCodeAt(i) === 47) levels++;
-  if (levels > MAX_TOPIC_LEVELS) return 'topic has too many levels';
-  return null;
-}

@@ -13,9 +13,7 @@
  * new messages keep queueing behind it exactly as before: per-publisher order is unchanged.
  */
 import mqemitter from 'mqemitter';
-
-type Callback = (err?: Error | null) => void;
-type Message = { topic: string; payload?: { length: number } | string };
+import { EmitterAccess, type EmitterCallback as Callback, type EmitterMessage as Message } from './aedes-internals';
 
 /**
  * Bytes of messages waiting in the emitter's queue (all `concurrency` deliveries busy, e.g. with
@@ -30,17 +28,16 @@ export interface Backlog {
   low: number;
 }
 
-export const BACKLOG = Symbol('client-registry.backlog');
+const BACKLOG = Symbol('client-registry.backlog');
+
+/** The backlog of an emitter made by createSafeEmitter (aedes gives it back as brokerEmitter). */
+export function backlogOf(mq: object): Backlog {
+  const backlog = (mq as { [BACKLOG]?: Backlog })[BACKLOG];
+  if (!backlog) throw new Error('not an emitter made by createSafeEmitter');
+  return backlog;
+}
 
 const messageBytes = (m: Message): number => m.topic.length + (m.payload ? m.payload.length : 0);
-
-interface MQInternals {
-  _messageQueue: { push(m: unknown): number; shift(): unknown; length: number };
-  _messageCallbacks: { push(m: unknown): number; shift(): unknown; length: number };
-  current: number;
-  _doing: boolean;
-  _do(message: Message, cb: Callback): unknown;
-}
 
 /**
  * A FIFO with O(1) shift: mqemitter keeps its backlog in arrays and shifts from the front,
@@ -76,24 +73,23 @@ const DRAIN_BATCH = 1000;
 
 export function createSafeEmitter(opts: { concurrency?: number; matchEmptyLevels?: boolean }): ReturnType<typeof mqemitter> {
   const mq = mqemitter(opts);
-  const internals = mq as unknown as MQInternals;
+  const internals = new EmitterAccess(mq);
   const backlog: Backlog = { bytes: 0, onDrained: null, low: 0 };
-  (mq as unknown as { [BACKLOG]: Backlog })[BACKLOG] = backlog;
+  (mq as { [BACKLOG]?: Backlog })[BACKLOG] = backlog;
   /** messages that went to mqemitter's own queue, with their size */
   const queued = new WeakMap<object, number>();
   const emit = mq.emit.bind(mq);
   const concurrency = opts.concurrency ?? 0;
   mq.emit = function countedEmit(message: Message, cb?: Callback) {
-    if (concurrency > 0 && internals.current >= concurrency && typeof message === 'object' && message !== null) {
+    if (concurrency > 0 && internals.inFlight >= concurrency && typeof message === 'object' && message !== null) {
       const bytes = messageBytes(message);
       queued.set(message, bytes);
       backlog.bytes += bytes;
     }
     return emit(message as never, cb);
   } as typeof mq.emit;
-  internals._messageQueue = new Fifo();
-  internals._messageCallbacks = new Fifo();
-  const originalDo = internals._do;
+  internals.replaceQueues(() => new Fifo());
+  const deliver = internals.replaceDelivery(guardedDo);
   const waiting = new Fifo<[Message, Callback]>();
   let depth = 0;
   let scheduled = false;
@@ -101,7 +97,7 @@ export function createSafeEmitter(opts: { concurrency?: number; matchEmptyLevels
   function run(message: Message, cb: Callback): void {
     depth++;
     try {
-      originalDo.call(mq, message, cb);
+      deliver(message, cb);
     } finally {
       depth--;
     }
@@ -111,7 +107,7 @@ export function createSafeEmitter(opts: { concurrency?: number; matchEmptyLevels
     scheduled = false;
     for (let n = 0; n < DRAIN_BATCH && waiting.length > 0; n++) {
       const [message, cb] = waiting.shift()!;
-      internals.current--; // give back the held slot; originalDo takes it again
+      internals.releaseSlot(); // give back the held slot; the delivery takes it again
       run(message, cb);
     }
     if (waiting.length > 0) schedule();
@@ -124,7 +120,7 @@ export function createSafeEmitter(opts: { concurrency?: number; matchEmptyLevels
     }
   }
 
-  internals._do = function guardedDo(message: Message, cb: Callback) {
+  function guardedDo(message: Message, cb: Callback): void {
     const bytes = queued.get(message);
     if (bytes !== undefined) {
       // out of mqemitter's queue: into delivery (or our short FIFO, which holds a slot)
@@ -133,14 +129,12 @@ export function createSafeEmitter(opts: { concurrency?: number; matchEmptyLevels
       if (backlog.bytes <= backlog.low && backlog.onDrained) backlog.onDrained();
     }
     if (waiting.length > 0 || depth >= MAX_DEPTH) {
-      internals._doing = true; // mqemitter must not think its queue ran dry while ours holds work
-      internals.current++; // hold the slot while the message waits
+      internals.holdSlot(); // while the message waits (mqemitter must not think its queue ran dry)
       waiting.push([message, cb]);
       schedule();
-      return mq;
+      return;
     }
     run(message, cb);
-    return mq;
-  };
+  }
   return mq;
 }

@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
+import path from 'node:path';
 import mqemitter from 'mqemitter';
-import { createSafeEmitter } from '../../nodes/lib/safe-emitter';
+import { createSafeEmitter } from '../../../nodes/lib/broker/safe-emitter';
+import { FIXTURES, useBroker } from './fixture';
 
 type Emitter = ReturnType<typeof mqemitter>;
 
@@ -149,5 +151,38 @@ describe('safe-emitter', function () {
     } finally {
       process.off('warning', onWarning);
     }
+  });
+});
+
+describe('the safe emitter under a flood (lib/broker/safe-emitter), in a child process', function () {
+  this.timeout(20_000);
+  const f = useBroker();
+  const { pool } = f;
+
+  // ---- 16. stack overflow robustness ---------------------------------------------------------
+
+  describe('a stuck subscriber and a flood of QoS 0 messages (aedes#193, mqemitter PR 204)', function () {
+    async function flood(mode: 'registry' | 'default'): Promise<{ code: number | null; stdout: string; stderr: string }> {
+      return pool.run(process.execPath, [path.join(FIXTURES, 'flood.js'), mode], 15_000);
+    }
+
+    it('survives, and keeps every publisher\'s QoS 0 order', async function () {
+      this.timeout(20_000);
+      const r = await flood('registry');
+      assert.equal(r.code, 0, r.stdout + r.stderr);
+      const line = r.stdout.split('\n').find((l) => l.startsWith('survived '));
+      assert.ok(line, r.stdout);
+      const result = JSON.parse(line.slice('survived '.length)) as { queued: number; received: number; expected: number; disorder: number };
+      assert.ok(result.queued > 5000, `the flood queued ${result.queued} messages behind the stuck subscriber`);
+      assert.equal(result.received, result.expected, 'every numbered message arrived');
+      assert.equal(result.disorder, 0, 'in order');
+    });
+
+    it('(control) kills a bare aedes with the stock mqemitter: Maximum call stack size exceeded', async function () {
+      this.timeout(20_000);
+      const r = await flood('default');
+      assert.notEqual(r.code, 0, r.stdout);
+      assert.match(r.stderr, /Maximum call stack size exceeded/);
+    });
   });
 });

@@ -1,0 +1,22 @@
+/** What the hooks share: the broker's state they read and the services they call. */
+import type { Limits } from '../../settings';
+import type { ReportAccess } from '../access-events';
+import type { Backpressure } from '../backpressure';
+import type { Listeners } from '../listeners';
+import type { BrokerRealm } from '../realm-port';
+import type { Sessions } from '../sessions';
+
+export interface HookContext {
+  readonly realm: BrokerRealm;
+  readonly limits: Limits;
+  readonly sessions: Sessions;
+  readonly listeners: Listeners;
+  readonly backpressure: Backpressure;
+  /** disconnect a client whose publish is refused, instead of acknowledging and dropping it */
+  readonly disconnectOnDeniedPublish: boolean;
+  /** refused publishes to acknowledge and drop (see hooks/publish) */
+  readonly dropped: WeakSet<object>;
+  /** the broker is closing: no more logins */
+  readonly closing: boolean;
+  readonly report: ReportAccess;
+}

@@ -1,0 +1,181 @@
+/**
+ * The MQTT broker bound to a realm: aedes with our hooks, and its listeners. A thin front that
+ * composes the modules of this folder, shaped like aedes' own lib/handlers:
+ *
+ *   listeners         TCP, TLS (mTLS, CRL reload), WebSocket; the pre-authentication gate
+ *   sessions          authenticated clients, client-id claims, kicks, connected clients
+ *   hooks/*           one file per aedes hook, each failing closed for a client we did not
+ *                     authenticate ourselves
+ *   topic-rules       every topic rule, behind one entry point (checkTopic)
+ *   backpressure      publishers paused while deliveries back up; congested subscribers
+ *   safe-emitter      the mqemitter aedes runs on (no stack overflow, a counted backlog)
+ *   aedes-internals   every use of a private API of aedes, mqemitter, mqtt-packet, ws, TLS
+ *   realm-port        what the broker uses of the realm
+ */
+import { EventEmitter } from 'node:events';
+import type { Aedes } from 'aedes' with { 'resolution-mode': 'import' };
+import type { ConnectedClient } from '../realm';
+import { DEFAULT_LIMITS, type Limits } from '../settings';
+import { accessEvent, type AccessEventTopic } from './access-events';
+import { brokerEmitter, interceptStoredSubscriptions, onBrokerError } from './aedes-internals';
+import { Backpressure } from './backpressure';
+import { Listeners, type Addresses, type ListenerOptions } from './listeners';
+import type { BrokerRealm } from './realm-port';
+import { backlogOf, createSafeEmitter } from './safe-emitter';
+import { Sessions, sessionOf, type Who } from './sessions';
+import type { HookContext } from './hooks/context';
+import { preConnect } from './hooks/pre-connect';
+import { authenticate } from './hooks/authenticate';
+import { authorizePublish } from './hooks/authorize-publish';
+import { authorizeSubscribe, grantedSubscriptions } from './hooks/authorize-subscribe';
+import { authorizeForward } from './hooks/authorize-forward';
+import { dropRefusedPublishes } from './hooks/publish';
+
+export type { AccessEvent, AccessEventTopic } from './access-events';
+export type { WebSocketOnServer } from './listeners';
+export type { BrokerRealm, BrokerAuthResult } from './realm-port';
+
+export interface BrokerOptions extends ListenerOptions {
+  /** stable broker id (aedes uses it for wills and $SYS topics) */
+  id: string;
+  /** disconnect a client whose publish is refused, instead of acknowledging and dropping it */
+  disconnectOnDeniedPublish?: boolean;
+  /** limits on what the network can make the broker hold (defaults: DEFAULT_LIMITS) */
+  limits?: Partial<Limits>;
+}
+
+export class RegistryBroker extends EventEmitter {
+  readonly aedes: Aedes;
+  readonly limits: Limits;
+  private readonly sessions: Sessions;
+  private readonly servers: Listeners;
+  /** what the hooks share */
+  private readonly ctx: HookContext;
+  private closed = false;
+  private readonly onKick = (usernames: string[], reason: string): void => this.kick(usernames, reason);
+  private readonly onRealmWarning = (err: Error): void => void this.emit('warning', err);
+  private readonly report = (topic: AccessEventTopic, who: Who, extra?: { topic?: string } & Record<string, unknown>): void =>
+    void this.emit('access', accessEvent(topic, who, extra));
+
+  private constructor(
+    aedes: Aedes,
+    readonly realm: BrokerRealm,
+    private readonly opts: BrokerOptions
+  ) {
+    super();
+    this.aedes = aedes;
+    this.limits = { ...DEFAULT_LIMITS, ...opts.limits };
+    this.sessions = new Sessions(realm, (s, reason) => this.report('disconnected', s, { reason }));
+    this.servers = new Listeners(aedes, realm, opts, this.limits, (err) => void this.emit('warning', err));
+    const broker = this;
+    this.ctx = {
+      realm,
+      limits: this.limits,
+      sessions: this.sessions,
+      listeners: this.servers,
+      backpressure: new Backpressure(backlogOf(brokerEmitter(aedes)), this.limits),
+      disconnectOnDeniedPublish: !!opts.disconnectOnDeniedPublish,
+      dropped: new WeakSet<object>(),
+      get closing() {
+        return broker.closed;
+      },
+      report: this.report
+    };
+    realm.on('kick', this.onKick);
+    realm.on('warning', this.onRealmWarning);
+    realm.brokers.add(this);
+  }
+
+  /** Creates the broker and starts its listeners. Closes everything again if a listener fails. */
+  static async start(realm: BrokerRealm, opts: BrokerOptions): Promise<RegistryBroker> {
+    const { Aedes } = await import('aedes');
+    const aedes = await Aedes.createBroker({
+      id: opts.id,
+      mq: createSafeEmitter({ concurrency: 100, matchEmptyLevels: true }) as never,
+      drainTimeout: 30_000,
+      connectTimeout: { ...DEFAULT_LIMITS, ...opts.limits }.connectTimeoutMs
+    });
+    const broker = new RegistryBroker(aedes, realm, opts);
+    broker.wire();
+    try {
+      await broker.servers.listen();
+    } catch (err) {
+      await broker.close();
+      throw err;
+    }
+    return broker;
+  }
+
+  get clientCount(): number {
+    return this.aedes.connectedClients;
+  }
+
+  get id(): string {
+    return this.opts.id;
+  }
+
+  /** The ports actually bound (useful with port 0). */
+  addresses(): Addresses {
+    return this.servers.addresses();
+  }
+
+  /** Connected clients, for the admin view. */
+  clients(): ConnectedClient[] {
+    return this.sessions.clients();
+  }
+
+  /** Disconnects every session of these users (their permissions no longer hold). */
+  kick(usernames: string[], reason: string): void {
+    this.sessions.kick(usernames, reason);
+  }
+
+  private wire(): void {
+    const a = this.aedes;
+    const ctx = this.ctx;
+    a.preConnect = preConnect;
+    a.authenticate = (client, username, password, cb) => {
+      authenticate(ctx, client, username, password).then(
+        () => cb(null, true),
+        (err: Error) => cb(err as never, false)
+      );
+    };
+    a.authorizePublish = (client, packet, cb) => authorizePublish(ctx, client, packet, cb);
+    a.authorizeSubscribe = (client, sub, cb) => authorizeSubscribe(ctx, client, sub, cb);
+    a.authorizeForward = (client, packet) => authorizeForward(ctx, client, packet);
+    dropRefusedPublishes(a, ctx.dropped);
+    // a persistent session's subscriptions are stored once per SUBSCRIBE, only what was granted
+    interceptStoredSubscriptions(a, grantedSubscriptions);
+
+    a.on('clientReady', (client) => {
+      const s = sessionOf(client);
+      if (s) this.report('connected', s);
+      this.realm.emit('clients');
+    });
+    a.on('clientDisconnect', (client) => {
+      const s = sessionOf(client);
+      if (s) this.report('disconnected', s);
+      this.realm.emit('clients');
+    });
+    a.on('clientError', () => {
+      /* a misbehaving client is closed by aedes; nothing to do here */
+    });
+    a.on('connectionError', () => {
+      /* idem, before CONNECT */
+    });
+    onBrokerError(a, (err) => this.emit('warning', err));
+  }
+
+  /** Closes listeners, clients and aedes. Safe to call twice. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.realm.off('kick', this.onKick);
+    this.realm.off('warning', this.onRealmWarning);
+    this.realm.brokers.delete(this);
+    const closing = this.servers.stop();
+    await new Promise<void>((resolve) => this.aedes.close(() => resolve()));
+    this.servers.dropConnections();
+    await closing;
+    this.removeAllListeners();
+  }
+}

@@ -1,0 +1,56 @@
+/**
+ * The broker's port to the realm: exactly what the broker uses of it, and nothing else. The realm
+ * (and the client registry in front of it) implements it; the broker imports only types from the
+ * realm and the contract.
+ */
+import type { RealmEvents, RefusalCode, RegistrationOutcome } from '../contract';
+import type { CompiledPermissions } from '../permissions';
+import type { BindResult } from '../client-ids';
+import type { ConnectedClient, User } from '../realm';
+
+/** The outcome of a login. `registration` is set by the client registry in front of the realm. */
+export type BrokerAuthResult =
+  | { ok: true; user: User }
+  | {
+      ok: false;
+      code: RefusalCode;
+      reason: string;
+      user?: User;
+      unknownUser?: boolean;
+      /** refused by the failed-login back-off, before any password check */
+      throttled?: boolean;
+      /** what the client registry did with the attempt (implicit flow) */
+      registration?: RegistrationOutcome;
+    };
+
+/** What the realm sees of a running broker (for the list of connected clients). */
+export interface BrokerView {
+  id: string;
+  clients(): ConnectedClient[];
+  addresses(): { tcp: number | null; tls: number | null; ws: number | null; wsPath: string | null };
+}
+
+/** The realm events the broker listens to; it emits 'clients'. */
+type Listener<A extends unknown[]> = (...args: A) => void;
+type RealmEventsSeen = Pick<RealmEvents, 'kick' | 'crl' | 'warning'>;
+
+export interface BrokerRealm {
+  /** a login with username and password (`clientId` '' for an empty client id) */
+  authenticate(username: string, password: string, address: string, clientId: string): Promise<BrokerAuthResult>;
+  /** a login with a client certificate the TLS listener verified (mTLS) */
+  authenticateCertificate(raw: Buffer, username: string | undefined): Promise<BrokerAuthResult>;
+  /** the CA's current revocation list (PEM), for the TLS listener */
+  certificateRevocationList(): string | null;
+  permissionsFor(username: string): CompiledPermissions;
+  getUser(username: string): User | undefined;
+  /** client id -> user bindings, checked and made at CONNECT */
+  readonly clientIds: {
+    ownerOf(clientId: string): string | undefined;
+    bind(clientId: string, username: string, connected: (clientId: string) => boolean): BindResult;
+  };
+  /** the running brokers bound to this realm */
+  readonly brokers: { add(broker: BrokerView): unknown; delete(broker: BrokerView): unknown };
+  on<E extends keyof RealmEventsSeen>(event: E, listener: Listener<RealmEventsSeen[E]>): unknown;
+  off<E extends keyof RealmEventsSeen>(event: E, listener: Listener<RealmEventsSeen[E]>): unknown;
+  emit(event: 'clients'): unknown;
+}

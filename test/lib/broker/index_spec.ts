@@ -1,0 +1,23 @@
+/**
+ * The broker front (lib/broker): lifecycle.
+ * With real MQTT clients (see test/lib/broker/fixture). Moved from the former broker_spec and broker-limits_spec.
+ */
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import { FIXTURES, useBroker } from './fixture';
+
+describe('the broker front (lib/broker): lifecycle', function () {
+  this.timeout(20_000);
+  const f = useBroker();
+  const { pool } = f;
+
+  // ---- lifecycle --------------------------------------------------------------------------
+
+  describe('lifecycle', function () {
+    it('lets the process exit by itself once broker and realm are closed', async function () {
+      const r = await pool.run(process.execPath, [path.join(FIXTURES, 'lifecycle.js')], 8_000);
+      assert.match(r.stdout, /closed/, r.stderr);
+      assert.equal(r.code, 0, `the process did not exit by itself within 5 s: ${r.stdout}${r.stderr}`);
+    });
+  });
+});

@@ -1,0 +1,142 @@
+/**
+ * Sessions and client-id claims (lib/broker/sessions).
+ * With real MQTT clients (see test/lib/broker/fixture). Moved from the former broker_spec and broker-limits_spec.
+ */
+import assert from 'node:assert/strict';
+import type { Realm } from '../../../nodes/lib/realm';
+import { publish, rawConnack, sleep, subscribe, waitFor, within } from '../../helpers/mqtt';
+import { password, pass, useBroker, useLimitsBroker } from './fixture';
+
+describe('sessions and client-id claims (lib/broker/sessions)', function () {
+  this.timeout(20_000);
+  describe('with a realm whose superuser is root', function () {
+    const f = useBroker();
+    const { pool, start, theRealm, addRole, addUser, as, connack, serverSocket, eventsOf } = f;
+
+    // ---- 11. client id takeover ---------------------------------------------------------------
+
+    describe('client id takeover', function () {
+      beforeEach(async function () {
+        await start();
+        await addUser('alice', ['all']);
+        await addUser('bob', ['all']);
+      });
+
+      it("refuses another user's CONNECT with a client id in use, and leaves the owner connected", async function () {
+        const a = await as('alice', { clientId: 'shared-id' });
+        let aClosed = false;
+        a.on('close', () => (aClosed = true));
+        assert.deepEqual(await subscribe(a, 'news'), [0]);
+
+        const code = await pool.connack(f.port, { username: 'bob', password: password('bob'), clientId: 'shared-id' });
+        assert.ok(code === 2 || code === 5, `refused with CONNACK ${code}`);
+        assert.deepEqual(eventsOf('login-failed').map((e) => [e.username, e.clientId]), [['bob', 'shared-id']]);
+
+        const root = await as('root');
+        await publish(root, 'news', 'still here', { qos: 1 });
+        await waitFor(() => pool.inbox(a).length === 1, 3000, 'news for alice');
+        assert.ok(a.connected && !aClosed);
+        const owner = serverSocket('shared-id') as { remotePort?: number } | undefined;
+        assert.equal(owner?.remotePort, (a.stream as unknown as { localPort: number }).localPort, "the id is still alice's connection");
+      });
+
+      it("refuses another user the client id of a user's persistent session", async function () {
+        const a = await as('alice', { clientId: 'alice-session', clean: false });
+        assert.deepEqual(await subscribe(a, 'news', 1), [1]);
+        await new Promise<void>((resolve) => a.end(false, {}, () => resolve()));
+        const code = await pool.connack(f.port, { username: 'bob', password: password('bob'), clientId: 'alice-session', clean: false });
+        assert.ok(code === 2 || code === 5, `refused with CONNACK ${code}`);
+        const codeClean = await pool.connack(f.port, { username: 'bob', password: password('bob'), clientId: 'alice-session', clean: true });
+        assert.ok(codeClean === 2 || codeClean === 5, `refused with CONNACK ${codeClean}`);
+        // alice gets her session back
+        const root = await as('root');
+        await publish(root, 'news', 'queued for alice', { qos: 1 });
+        const again = await as('alice', { clientId: 'alice-session', clean: false });
+        await waitFor(() => pool.inbox(again).length === 1, 3000, 'queued message');
+      });
+
+      it('lets the same user take over its own client id, closing the old connection', async function () {
+        const first = await as('alice', { clientId: 'alice-device' });
+        const firstClosed = pool.closed(first);
+        const second = await as('alice', { clientId: 'alice-device' });
+        await within(firstClosed, 3000, 'the old connection to close');
+        assert.ok(second.connected);
+        assert.deepEqual(await subscribe(second, 'news'), [0]);
+        const root = await as('root');
+        await publish(root, 'news', 'to the new connection', { qos: 1 });
+        await waitFor(() => pool.inbox(second).length === 1, 3000, 'news');
+        assert.deepEqual(eventsOf('login-failed'), []);
+      });
+    });
+
+    // ---- 12. changes disconnect sessions ---------------------------------------------------
+
+    describe('changes to users and roles disconnect their sessions', function () {
+      beforeEach(async function () {
+        await start();
+        addRole('rw', [{ topic: 'x/#', access: 'readWrite' }]);
+        addRole('other', [{ topic: 'y/#', access: 'readWrite' }]);
+        await addUser('victim', ['rw']);
+        await addUser('bystander', ['other']);
+      });
+
+      const changes: [string, (r: Realm) => unknown][] = [
+        ['setFlowUser again with other roles', (r) => r.setFlowUser('user-victim', { username: 'victim', password: password('victim'), roles: ['rw', 'other'], publishPrefix: '', disabled: false })],
+        ['setFlowUser with another password', (r) => r.setFlowUser('user-victim', { username: 'victim', password: 'new-pass', roles: ['rw'], publishPrefix: '', disabled: false })],
+        ['setFlowUser with disabled: true', (r) => r.setFlowUser('user-victim', { username: 'victim', password: password('victim'), roles: ['rw'], publishPrefix: '', disabled: true })],
+        ['setFlowUser with a publish prefix', (r) => r.setFlowUser('user-victim', { username: 'victim', password: password('victim'), roles: ['rw'], publishPrefix: 'x/', disabled: false })],
+        ['removeFlowUser', (r) => r.removeFlowUser('user-victim')],
+        ["setFlowRole with changed permissions for the user's role", (r) => r.setFlowRole('role-rw', { name: 'rw', permissions: [{ topic: 'x/#', access: 'read' }] })],
+        ["removeFlowRole of the user's role", (r) => r.removeFlowRole('role-rw')]
+      ];
+
+      for (const [what, change] of changes) {
+        it(`${what}: disconnects the user's clients only`, async function () {
+          const v1 = await as('victim', { clientId: 'victim-1' });
+          const v2 = await as('victim', { clientId: 'victim-2' });
+          const by = await as('bystander', { clientId: 'bystander-1' });
+          let byClosed = false;
+          by.on('close', () => (byClosed = true));
+          const closed = Promise.all([pool.closed(v1), pool.closed(v2)]);
+          await change(theRealm());
+          await within(closed, 3000, "the disconnect of the user's clients");
+          const disconnected = eventsOf('disconnected');
+          assert.deepEqual(disconnected.map((e) => [e.username, e.clientId]).sort(), [['victim', 'victim-1'], ['victim', 'victim-2']]);
+          assert.ok(disconnected.every((e) => typeof e.reason === 'string' && e.reason.length > 0), 'with a reason');
+          await sleep(50);
+          assert.ok(by.connected && !byClosed, 'the unrelated user stays connected');
+          assert.deepEqual(await subscribe(by, 'y/1'), [0]);
+        });
+      }
+
+      it('refuses the old password after a password change and accepts the new one', async function () {
+        assert.equal(await connack('victim', password('victim')), 0);
+        await theRealm().setFlowUser('user-victim', { username: 'victim', password: 'new-pass', roles: ['rw'], publishPrefix: '', disabled: false });
+        assert.equal(await connack('victim', password('victim')), 4);
+        assert.equal(await connack('victim', 'new-pass'), 0);
+        assert.equal(await connack('victim', password('victim')), 4, 'still refused once the new one was verified');
+      });
+    });
+  });
+
+  describe('with limits', function () {
+    const f = useLimitsBroker();
+    const { pool, start } = f;
+
+    it("a user cycling client ids releases only its own oldest bindings, never another user's", async function () {
+      await start();
+      f.realm.clientIds.configure(5, null);
+      const victim = await pool.connect(f.port, { username: 'alice', password: pass('alice'), clientId: 'victim-id', clean: false });
+      await victim.endAsync();
+      for (let i = 0; i < 12; i++) {
+        const socket = pool.socket(f.port);
+        assert.equal(await rawConnack(socket, { clientId: `bob-${i}`, clean: true, username: 'bob', password: pass('bob') }), 0);
+        socket.end();
+        await new Promise((r) => socket.once('close', r));
+      }
+      assert.equal(await rawConnack(pool.socket(f.port), { clientId: 'victim-id', clean: true, username: 'bob', password: pass('bob') }), 2);
+      const again = await pool.connect(f.port, { username: 'alice', password: pass('alice'), clientId: 'victim-id', clean: false });
+      assert.ok(again.connected);
+    });
+  });
+});
