@@ -98,11 +98,11 @@ export function applyOps(s: RealmSnapshot, ops: StoreOp[]): void {
       case 'user':
         s.users[o.user.username] = o.user;
         break;
-      case 'deleteUser':
-        delete s.users[o.username];
-        break;
       case 'request':
         s.requests[o.request.id] = o.request;
+        break;
+      case 'deleteUser':
+        delete s.users[o.username];
         break;
       case 'deleteRequest':
         delete s.requests[o.id];

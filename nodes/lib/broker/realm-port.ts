@@ -3,31 +3,22 @@
  * (and the client registry in front of it) implements it; the broker imports only types from the
  * realm and the contract.
  */
-import type { RealmEvents, RefusalCode, RegistrationOutcome } from '../contract';
+import type { BrokerAddresses, RealmEvents, RegistrationOutcome } from '../contract';
 import type { CompiledPermissions } from '../permissions';
 import type { BindResult } from '../client-ids';
-import type { ConnectedClient, User } from '../realm';
+import type { AuthRefusal, ConnectedClient, User } from '../realm';
 
-/** The outcome of a login. `registration` is set by the client registry in front of the realm. */
-export type BrokerAuthResult =
-  | { ok: true; user: User }
-  | {
-      ok: false;
-      code: RefusalCode;
-      reason: string;
-      user?: User;
-      unknownUser?: boolean;
-      /** refused by the failed-login back-off, before any password check */
-      throttled?: boolean;
-      /** what the client registry did with the attempt (implicit flow) */
-      registration?: RegistrationOutcome;
-    };
+/**
+ * The outcome of a login: the realm's, and `registration` when the client registry in front of
+ * the realm took the login for a registration (the implicit flow).
+ */
+export type BrokerAuthResult = { ok: true; user: User } | (AuthRefusal & { registration?: RegistrationOutcome });
 
 /** What the realm sees of a running broker (for the list of connected clients). */
 export interface BrokerView {
   id: string;
   clients(): ConnectedClient[];
-  addresses(): { tcp: number | null; tls: number | null; ws: number | null; wsPath: string | null };
+  addresses(): BrokerAddresses;
 }
 
 /** The realm events the broker listens to; it emits 'clients'. */
