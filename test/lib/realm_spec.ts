@@ -186,6 +186,13 @@ describe('realm', function () {
       await failUntilThrottled('alice');
       assert.equal((await throttled.authenticate('bob', 'bob-pw-123', ADDRESS)).ok, true);
     });
+
+    it('counts a login attempt before bcrypt, so parallel guesses for one username cannot all be checked', async function () {
+      await throttled.setFlowUser('n1', def('alice', 'alice-pw-1'));
+      const results = await Promise.all(Array.from({ length: 50 }, (_, i) => throttled.authenticate('alice', `guess-${i}`, `10.0.0.${i}`)));
+      assert.ok(results.every((r) => !r.ok));
+      assert.ok(verifications <= FREE, `${verifications} guesses reached bcrypt`);
+    });
   });
 
   describe('timing', function () {

@@ -1,6 +1,7 @@
 /**
  * The broker front (lib/broker): lifecycle.
  * With real MQTT clients (see test/lib/broker/fixture). Moved from the former broker_spec and broker-limits_spec.
+ * An internal aedes error becomes a warning, not a crash (from the former security_spec).
  */
 import assert from 'node:assert/strict';
 import path from 'node:path';
@@ -9,7 +10,7 @@ import { FIXTURES, useBroker } from './fixture';
 describe('the broker front (lib/broker): lifecycle', function () {
   this.timeout(20_000);
   const f = useBroker();
-  const { pool } = f;
+  const { pool, start } = f;
 
   // ---- lifecycle --------------------------------------------------------------------------
 
@@ -18,6 +19,18 @@ describe('the broker front (lib/broker): lifecycle', function () {
       const r = await pool.run(process.execPath, [path.join(FIXTURES, 'lifecycle.js')], 8_000);
       assert.match(r.stdout, /closed/, r.stderr);
       assert.equal(r.code, 0, `the process did not exit by itself within 5 s: ${r.stdout}${r.stderr}`);
+    });
+  });
+
+  // ---- internal errors ----------------------------------------------------------------------
+
+  describe('internal errors', function () {
+    it('turns an internal aedes error into a warning instead of crashing the process', async function () {
+      await start();
+      const warnings: Error[] = [];
+      f.broker!.on('warning', (e: Error) => warnings.push(e));
+      (f.broker!.aedes as unknown as NodeJS.EventEmitter).emit('error', new Error('persistence exploded'));
+      assert.deepEqual(warnings.map((w) => w.message), ['persistence exploded']);
     });
   });
 });

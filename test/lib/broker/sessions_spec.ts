@@ -1,11 +1,14 @@
 /**
  * Sessions and client-id claims (lib/broker/sessions).
  * With real MQTT clients (see test/lib/broker/fixture). Moved from the former broker_spec and broker-limits_spec.
+ * A client id stays bound to its first user, also with a client registry (from the former security_spec).
  */
 import assert from 'node:assert/strict';
+import { RegistryBroker } from '../../../nodes/lib/broker';
 import type { Realm } from '../../../nodes/lib/realm';
-import { publish, rawConnack, sleep, subscribe, waitFor, within } from '../../helpers/mqtt';
-import { password, pass, useBroker, useLimitsBroker } from './fixture';
+import { ClientPool, HOST, publish, rawConnack, sleep, subscribe, waitFor, within } from '../../helpers/mqtt';
+import { registryFixture } from '../../helpers/registry';
+import { BROKER_ID, password, pass, useBroker, useLimitsBroker } from './fixture';
 
 describe('sessions and client-id claims (lib/broker/sessions)', function () {
   this.timeout(20_000);
@@ -137,6 +140,36 @@ describe('sessions and client-id claims (lib/broker/sessions)', function () {
       assert.equal(await rawConnack(pool.socket(f.port), { clientId: 'victim-id', clean: true, username: 'bob', password: pass('bob') }), 2);
       const again = await pool.connect(f.port, { username: 'alice', password: pass('alice'), clientId: 'victim-id', clean: false });
       assert.ok(again.connected);
+    });
+  });
+
+  describe('with a client registry (the realm the runtime uses, which stores the bindings)', function () {
+    const pool = new ClientPool();
+    let broker: RegistryBroker | null = null;
+    // registered before registryFixture's: the broker closes before its registry
+    afterEach(async function () {
+      await pool.closeAll();
+      await broker?.close();
+      broker = null;
+    });
+    const { open } = registryFixture('cr-sessions-');
+
+    it('binds a client id to the first user that used it: another user cannot act as it later, even after a clean disconnect', async function () {
+      const registry = await open();
+      registry.setFlowRole('role-dev', { name: 'dev', permissions: [{ topic: 'devices/{clientId}/#', access: 'readWrite' }] });
+      await registry.setFlowUser('user-alice', { username: 'alice', password: password('alice'), roles: ['dev'], publishPrefix: '', disabled: false });
+      await registry.setFlowUser('user-mallory', { username: 'mallory', password: password('mallory'), roles: ['dev'], publishPrefix: '', disabled: false });
+      broker = await RegistryBroker.start(registry, { id: BROKER_ID, port: 0, host: HOST });
+      const port = broker.addresses().tcp!;
+      const alice = await pool.connect(port, { username: 'alice', password: password('alice'), clientId: 'alice-dev2', clean: true });
+      await publish(alice, 'devices/alice-dev2/secret', 's3cret', { qos: 1, retain: true });
+      alice.end(true);
+      await pool.closed(alice);
+      assert.equal(await pool.connack(port, { username: 'mallory', password: password('mallory'), clientId: 'alice-dev2' }), 2);
+      // once alice is removed, her ids are free again
+      registry.removeFlowUser('user-alice');
+      const m = await pool.connect(port, { username: 'mallory', password: password('mallory'), clientId: 'alice-dev2' });
+      assert.ok(m.connected);
     });
   });
 });

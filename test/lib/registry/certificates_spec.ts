@@ -2,12 +2,14 @@
  * Certificates (lib/registry/certificates): a CSR sent at registration is validated before it is
  * recorded and signed on approval; the certificate then logs its user in over mTLS until it is
  * revoked, which disconnects the user, reaches the CRL and survives a restart.
+ * A certificate of the realm CA that was not issued to the user is refused (from the former security_spec).
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { X509Certificate } from 'node:crypto';
+import { RegistryCA } from '../../../nodes/lib/ca';
 import { ClientRegistry } from '../../../nodes/lib/registry';
 import { FileStore } from '../../../nodes/lib/store';
 import { PASSWORD, registryFixture, registrySettings, rejectsWithStatus } from '../../helpers/registry';
@@ -69,6 +71,16 @@ describe('certificates (lib/registry/certificates)', function () {
     const garbage = await registry.authenticateCertificate(Buffer.from('not a certificate'), undefined);
     assert.ok(!garbage.ok);
     assert.equal(garbage.reason, 'unreadable client certificate');
+  });
+
+  it('mTLS: a certificate of the realm CA that was not issued to the user on approval is refused', async function () {
+    const registry = await open();
+    const ca = registry.ca as RegistryCA;
+    await registry.createUser({ username: 'dev-001', password: PASSWORD });
+    const signed = await ca.signCsr(csrFor(dir(), 'dev-001'), 'dev-001');
+    const r = await registry.authenticateCertificate(der(signed.pem), undefined);
+    assert.equal(r.ok, false);
+    assert.match((r as { reason: string }).reason, /not issued to this user/);
   });
 
   it('revocation refuses the certificate, kicks the user, updates the CRL and survives a restart', async function () {

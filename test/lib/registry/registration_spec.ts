@@ -2,6 +2,8 @@
  * Registration (lib/registry/registration) as devices see it: the implicit (MQTT) flow, the
  * explicit (REST) flow, and the limits on both: the cap on pending requests and the per-address
  * registration budget. The decision itself, flow by flow, is in registration-decision_spec.
+ * Also bcrypt's 72-byte password limit and the per-address budget of unknown usernames while
+ * registration is open (from the former security_spec).
  */
 import assert from 'node:assert/strict';
 import type { PublicRequest } from '../../../nodes/lib/registry';
@@ -293,6 +295,26 @@ describe('registration flows (lib/registry/registration)', function () {
       }
       assert.equal(registry.listRequests().length, 100);
       assert.equal(registry.pendingCount, 100);
+    });
+
+    it('never accepts a password that only shares its first 72 bytes with the real one', async function () {
+      const registry = await open();
+      const real = 'A'.repeat(72);
+      await registry.setFlowUser('a', { username: 'alice', password: real, roles: [], publishPrefix: '', disabled: false });
+      assert.equal((await registry.authenticate('alice', real, '10.0.0.1')).ok, true);
+      assert.equal((await registry.authenticate('alice', real + 'anything', '10.0.0.2')).ok, false);
+      registry.openWindow(5);
+      const first = await registry.register({ username: 'dev-001', password: 'B'.repeat(72) + 'first' }, '10.0.0.3');
+      assert.equal(first.status, 400, 'registration passwords over 72 bytes are refused');
+    });
+
+    it('limits attempts with unknown usernames per address while registration is open (each costs bcrypt)', async function () {
+      const registry = await open();
+      registry.openWindow(5);
+      const results = await Promise.all(Array.from({ length: 100 }, (_, i) => registry.authenticate(`rnd-${i}`, 'x', '10.0.0.9')));
+      assert.ok(results.some((r) => !r.ok && r.throttled), 'the flood is throttled');
+      const other = await registry.authenticate('rnd-x', 'y', '10.0.0.10');
+      assert.ok(!other.ok && !other.throttled, 'other addresses are not');
     });
   });
 });

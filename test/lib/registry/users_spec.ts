@@ -1,6 +1,7 @@
 /**
  * User administration (lib/registry/users): create, update and delete the users the registry
  * stores, with the username rule, the password policy, kicks, and flow users left alone.
+ * Publish prefixes are checked for API and flow users alike (from the former security_spec).
  */
 import assert from 'node:assert/strict';
 import { OTHER_PASSWORD, PASSWORD, mqttRequest, registryFixture, rejectsWithStatus } from '../../helpers/registry';
@@ -32,6 +33,14 @@ describe('user administration (lib/registry/users)', function () {
     registry.openWindow(5);
     await mqttRequest(registry, 'requested');
     await rejectsWithStatus(registry.createUser({ username: 'requested', password: PASSWORD }), 409);
+  });
+
+  it('checks publish prefixes: no wildcards, no NUL, no $ tree', async function () {
+    const registry = await open();
+    for (const bad of ['a/+/', 'a/#', '$SYS/', 'a\u0000b']) {
+      await rejectsWithStatus(registry.createUser({ username: 'p-user', password: PASSWORD, publishPrefix: bad }), 400);
+      await assert.rejects(registry.setFlowUser('p', { username: 'p-flow', password: PASSWORD, roles: [], publishPrefix: bad, disabled: false }));
+    }
   });
 
   it("updateUser changes roles, disabled, publishPrefix and password, each time with a 'kick'", async function () {

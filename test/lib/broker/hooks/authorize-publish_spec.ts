@@ -1,6 +1,7 @@
 /**
  * The authorizePublish hook (lib/broker/hooks/authorize-publish): publishes, the prefix and wills.
  * With real MQTT clients (see test/lib/broker/fixture). Moved from the former broker_spec and broker-limits_spec.
+ * A prefixed topic MQTT cannot deliver is refused (from the former security_spec).
  */
 import assert from 'node:assert/strict';
 import * as mqttPacket from 'mqtt-packet';
@@ -149,6 +150,22 @@ describe('the authorizePublish hook (lib/broker/hooks/authorize-publish): publis
         await sleep(100);
         assert.deepEqual(inbox.map((m) => [m.topic, m.payload]), [['p/t', 'prefixed']]);
         assert.deepEqual(eventsOf('publish-denied').map((e) => [e.username, e.topic]), [['misfit', 'p/t']]);
+      });
+
+      it('refuses a publish whose prefixed topic MQTT cannot deliver, so subscribers are never disconnected', async function () {
+        await start();
+        addRole('w', [{ topic: 'devices/#', access: 'readWrite' }]);
+        await addUser('alice', ['w'], { publishPrefix: 'devices/alice/' });
+        await addUser('backend', ['w']);
+        const backend = await as('backend');
+        await subscribe(backend, 'devices/#', 1);
+        const alice = await as('alice');
+        await publish(alice, 'x'.repeat(65535 - 2), 'boom', { qos: 1, retain: true });
+        await publish(alice, 'ok', 'fine', { qos: 1 });
+        await waitFor(() => pool.inbox(backend).length === 1, 3000, 'the allowed message');
+        assert.equal(pool.inbox(backend)[0].topic, 'devices/alice/ok');
+        assert.ok(backend.connected, 'the subscriber stays connected');
+        assert.equal(eventsOf('publish-denied').length, 1);
       });
     });
   });
