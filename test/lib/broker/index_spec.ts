@@ -1,7 +1,7 @@
 /**
  * The broker front (lib/broker): lifecycle.
  * With real MQTT clients (see test/lib/broker/fixture). Moved from the former broker_spec and broker-limits_spec.
- * An internal aedes error becomes a warning, not a crash (from the former security_spec).
+ * An internal aedes error becomes a warning, not a crash.
  */
 import assert from 'node:assert/strict';
 import path from 'node:path';

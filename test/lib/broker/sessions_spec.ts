@@ -1,7 +1,7 @@
 /**
  * Sessions and client-id claims (lib/broker/sessions).
  * With real MQTT clients (see test/lib/broker/fixture). Moved from the former broker_spec and broker-limits_spec.
- * A client id stays bound to its first user, also with a client registry (from the former security_spec).
+ * A client id stays bound to its first user, also with a client registry.
  */
 import assert from 'node:assert/strict';
 import { RegistryBroker } from '../../../nodes/lib/broker';

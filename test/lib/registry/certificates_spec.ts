@@ -2,7 +2,7 @@
  * Certificates (lib/registry/certificates): a CSR sent at registration is validated before it is
  * recorded and signed on approval; the certificate then logs its user in over mTLS until it is
  * revoked, which disconnects the user, reaches the CRL and survives a restart.
- * A certificate of the realm CA that was not issued to the user is refused (from the former security_spec).
+ * A certificate of the realm CA that was not issued to the user is refused.
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';

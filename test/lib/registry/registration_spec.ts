@@ -3,7 +3,7 @@
  * explicit (REST) flow, and the limits on both: the cap on pending requests and the per-address
  * registration budget. The decision itself, flow by flow, is in registration-decision_spec.
  * Also bcrypt's 72-byte password limit and the per-address budget of unknown usernames while
- * registration is open (from the former security_spec).
+ * registration is open.
  */
 import assert from 'node:assert/strict';
 import type { PublicRequest } from '../../../nodes/lib/registry';

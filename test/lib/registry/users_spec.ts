@@ -1,7 +1,7 @@
 /**
  * User administration (lib/registry/users): create, update and delete the users the registry
  * stores, with the username rule, the password policy, kicks, and flow users left alone.
- * Publish prefixes are checked for API and flow users alike (from the former security_spec).
+ * Publish prefixes are checked for API and flow users alike.
  */
 import assert from 'node:assert/strict';
 import { OTHER_PASSWORD, PASSWORD, mqttRequest, registryFixture, rejectsWithStatus } from '../../helpers/registry';

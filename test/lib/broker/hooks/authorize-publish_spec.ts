@@ -1,7 +1,7 @@
 /**
  * The authorizePublish hook (lib/broker/hooks/authorize-publish): publishes, the prefix and wills.
  * With real MQTT clients (see test/lib/broker/fixture). Moved from the former broker_spec and broker-limits_spec.
- * A prefixed topic MQTT cannot deliver is refused (from the former security_spec).
+ * A prefixed topic MQTT cannot deliver is refused.
  */
 import assert from 'node:assert/strict';
 import * as mqttPacket from 'mqtt-packet';
