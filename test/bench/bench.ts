@@ -4,6 +4,8 @@
  * against the store size).
  *
  *   npm run bench          (= npm run build && node test/bench/bench.js)
+ *   npm run bench -- --nodered   the registry-broker node in a real Node-RED process instead
+ *                                (test/bench/nodered.ts; also npm run bench:nodered)
  *
  * Each broker runs in its own child process (test/bench/broker-fixture.js, forked with
  * --expose-gc) so the broker's CPU and memory can be measured apart from the clients, which are
@@ -43,6 +45,7 @@ import { FileStore, type RealmSnapshot } from '../../nodes/lib/store';
 import type { Role, User } from '../../nodes/lib/realm';
 import type { FixtureSpec } from './broker-fixture';
 import { GapRecorder, ownGaps, type Gap } from './gaps';
+import { runNodeRed } from './nodered';
 
 // ---- parameters ----------------------------------------------------------------------------------
 
@@ -1186,7 +1189,8 @@ function report(result: Record<string, unknown>, partial: boolean): void {
   process.stdout.write(`BENCH_RESULT ${JSON.stringify(json)}\n`);
 }
 
-main().then(
+// `npm run bench -- --nodered`: the Node-RED runtime mode instead (test/bench/nodered.ts)
+(process.argv.includes('--nodered') ? runNodeRed() : main()).then(
   () => process.exit(0),
   (err: Error) => {
     process.stderr.write(`bench failed: ${err.stack ?? err}\n`);
