@@ -13,7 +13,7 @@
  *     ms, the same for both brokers), which compresses the ratio towards 1.
  *
  * IPC: the parent sends { id, cmd, ...args }, this answers { id, result } or { id, error }.
- *   reconnect { port, username, password, count, concurrency, tag, client, limitMs }
+ *   reconnect { port, username, password, count, concurrency, tag, client, ids, limitMs }
  *             -> { done, failed, errors, elapsedMs }
  *   throughput { port, username, password, qos, count, window, topic, tag, limitMs }
  *             -> { delivered, elapsedMs }
@@ -105,6 +105,8 @@ interface ReconnectArgs {
   concurrency: number;
   tag: string;
   client: 'raw' | 'mosquitto';
+  /** fresh: a new client id per connection (as mosquitto_pub without -i); reuse: one per worker */
+  ids: 'fresh' | 'reuse';
   limitMs: number;
 }
 
@@ -116,11 +118,13 @@ async function reconnect(a: ReconnectArgs): Promise<{ done: number; failed: numb
   let failed = 0;
   const errors: string[] = [];
   const t0 = now();
+  let workers = 0;
   const worker = async (): Promise<void> => {
+    const w = workers++;
     while (next < a.count && now() < until) {
       const i = next++;
       try {
-        await one(a.port, `${a.tag}-${i}`, a.username, a.password, 10_000);
+        await one(a.port, a.ids === 'reuse' ? `${a.username}-w${w}` : `${a.tag}-${i}`, a.username, a.password, 10_000);
         done++;
       } catch (err) {
         failed++;

@@ -23,7 +23,12 @@
  *   BENCH_NR_RECONNECTS=1000       reconnects per side and round
  *   BENCH_NR_CONCURRENCY=10        reconnects in flight
  *   BENCH_NR_CLIENT=raw|mosquitto  the client kind (see mqtt-load.ts)
+ *   BENCH_NR_CLIENT_IDS=fresh|reuse  a new client id per connection (default, as mosquitto_pub
+ *                                  without -i), or one per client slot (devices with fixed ids)
  *   BENCH_NR_TESTS=reconnect,qos0,qos1
+ *   BENCH_NR_ENGINE=0              without the third side, the engine alone (RegistryBroker and
+ *                                  ClientRegistry with an in-memory store, broker-fixture.js
+ *                                  registry): it tells the engine's cost from the Node-RED layer's
  *   BENCH_NR_NODE_OPTIONS="--cpu-prof --cpu-prof-dir=/tmp/prof"   node options for both brokers
  *   BENCH_NR_LOG=warn              Node-RED's console log level (default info, as users run it)
  * Everything listens on 127.0.0.1 with ephemeral ports; every loop is bounded in count and time;
@@ -39,6 +44,10 @@ const ROUNDS = Math.max(1, Number(process.env.BENCH_ROUNDS || 9));
 const RECONNECTS = Math.max(10, Number(process.env.BENCH_NR_RECONNECTS || 1000));
 const CONCURRENCY = Math.max(1, Number(process.env.BENCH_NR_CONCURRENCY || 10));
 const CLIENT = process.env.BENCH_NR_CLIENT === 'mosquitto' ? 'mosquitto' : 'raw';
+/** fresh: a new client id per connection (as mosquitto_pub without -i); reuse: one per worker (devices) */
+const IDS = process.env.BENCH_NR_CLIENT_IDS === 'reuse' ? 'reuse' : 'fresh';
+/** BENCH_NR_ENGINE=0 leaves out the third side: the engine alone in a plain Node process */
+const ENGINE = process.env.BENCH_NR_ENGINE !== '0';
 const TESTS = new Set((process.env.BENCH_NR_TESTS || 'reconnect,qos0,qos1').split(',').map((t) => t.trim()));
 const NODE_OPTIONS = process.env.BENCH_NR_NODE_OPTIONS || '';
 const QOS0_MESSAGES = 20_000;
@@ -132,6 +141,14 @@ function median(xs: number[]): number | null {
   return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
 }
 
+const ROLE_PERMISSIONS = [
+  { topic: 'bench/secret/#', access: 'readWrite' as const, deny: true },
+  { topic: 'plant/{username}/line/#', access: 'write' as const },
+  { topic: 'bench/+/meta', access: 'read' as const },
+  { topic: 'bench/{username}/#', access: 'readWrite' as const },
+  { topic: 'devices/+/status', access: 'read' as const }
+];
+
 function flows(): object[] {
   return [
     { id: 'benchtab', type: 'tab', label: 'bench' },
@@ -140,31 +157,27 @@ function flows(): object[] {
       id: 'benchrole',
       type: 'registry-role',
       name: 'bench',
-      permissions: [
-        { topic: 'bench/secret/#', access: 'readWrite', deny: true },
-        { topic: 'plant/{username}/line/#', access: 'write' },
-        { topic: 'bench/+/meta', access: 'read' },
-        { topic: 'bench/{username}/#', access: 'readWrite' },
-        { topic: 'devices/+/status', access: 'read' }
-      ]
+      permissions: ROLE_PERMISSIONS
     },
     { id: 'benchuser', type: 'registry-user', username: USERNAME, roles: ['bench'], publishPrefix: '', disabled: false }
   ];
 }
 
 interface Side {
-  name: 'bare' | 'nodered';
+  name: 'bare' | 'nodered' | 'engine';
   port: number;
   pid: number;
 }
 
 type Metric = 'reconnect' | 'reconnectCpu' | 'qos0' | 'qos1';
 const runs: Record<Metric, Record<Side['name'], number[]>> = {
-  reconnect: { bare: [], nodered: [] },
-  reconnectCpu: { bare: [], nodered: [] },
-  qos0: { bare: [], nodered: [] },
-  qos1: { bare: [], nodered: [] }
+  reconnect: { bare: [], nodered: [], engine: [] },
+  reconnectCpu: { bare: [], nodered: [], engine: [] },
+  qos0: { bare: [], nodered: [], engine: [] },
+  qos1: { bare: [], nodered: [], engine: [] }
 };
+/** per round: the engine alone (RegistryBroker + ClientRegistry, memory store) / bare */
+const engineRatios: Record<Metric, number[]> = { reconnect: [], reconnectCpu: [], qos0: [], qos1: [] };
 /** per round: Node-RED / bare (rates) and bare / Node-RED (CPU) */
 const ratios: Record<Metric, number[]> = { reconnect: [], reconnectCpu: [], qos0: [], qos1: [] };
 
@@ -174,7 +187,9 @@ export async function runNodeRed(): Promise<void> {
   let partial = false;
   const nr = new NodeRedProcess();
   let bare: Child | null = null;
+  let engine: Child | null = null;
   let load: Child | null = null;
+  let wrapperDir = '';
   const watchdog = setTimeout(() => {
     process.stderr.write('bench:nodered: time budget exceeded, ending\n');
     nr.kill().finally(() => process.exit(2));
@@ -182,35 +197,48 @@ export async function runNodeRed(): Promise<void> {
   watchdog.unref();
   try {
     log(`starting Node-RED, bare aedes and the ${CLIENT} client process`);
-    const savedOptions = process.env.NODE_OPTIONS;
-    if (NODE_OPTIONS) process.env.NODE_OPTIONS = NODE_OPTIONS;
-    try {
-      await nr.start({
-        flows: flows(),
-        credentials: { benchuser: { password: PASSWORD } },
-        // as users run it: the default bcrypt cost, Node-RED's default console logging
-        clientRegistry: { bcryptCost: 10 },
-        settings: { logging: { console: { level: process.env.BENCH_NR_LOG || 'info', metrics: false, audit: false } } }
-      });
-    } finally {
-      if (savedOptions === undefined) delete process.env.NODE_OPTIONS;
-      else process.env.NODE_OPTIONS = savedOptions;
+    // node options (--cpu-prof is not allowed in NODE_OPTIONS): a wrapper that execs this node
+    let nodeBinary: string | undefined;
+    if (NODE_OPTIONS) {
+      wrapperDir = fs.mkdtempSync(path.join(os.tmpdir(), 'cr-bench-node-'));
+      nodeBinary = path.join(wrapperDir, 'node');
+      const quote = (a: string): string => `'${a.replace(/'/g, `'\\''`)}'`;
+      fs.writeFileSync(nodeBinary, `#!/bin/sh\nexec ${quote(process.execPath)} ${NODE_OPTIONS.split(' ').filter(Boolean).map(quote).join(' ')} "$@"\n`, { mode: 0o755 });
     }
+    await nr.start({
+      flows: flows(),
+      credentials: { benchuser: { password: PASSWORD } },
+      // as users run it: the default bcrypt cost, Node-RED's default console logging
+      clientRegistry: { bcryptCost: 10 },
+      settings: { logging: { console: { level: process.env.BENCH_NR_LOG || 'info', metrics: false, audit: false } } },
+      nodeBinary
+    });
     const nrPort = await nr.brokerPort();
     const env = { ...process.env, BENCH_BARE_NODELAY: process.env.BENCH_BARE_NODELAY ?? '1', BENCH_FIXTURE_LIMIT_MS: String(TOTAL_MS + 60_000) };
     bare = new Child('bare aedes', 'broker-fixture.js', ['bare'], NODE_OPTIONS.split(' ').filter(Boolean), env);
     const b = await bare.call<{ port: number; pid: number }>('start', {}, 30_000);
+    let enginePort = 0;
+    let enginePid = 0;
+    if (ENGINE) {
+      engine = new Child('engine', 'broker-fixture.js', ['registry'], NODE_OPTIONS.split(' ').filter(Boolean), env);
+      const spec = { roles: [{ name: 'bench', permissions: ROLE_PERMISSIONS }], users: [{ username: USERNAME, roles: ['bench'] }], password: PASSWORD, cost: 10 };
+      const e = await engine.call<{ port: number; pid: number }>('start', { spec }, 60_000);
+      enginePort = e.port;
+      enginePid = e.pid;
+    }
     load = new Child('mqtt-load', 'mqtt-load.js', [], [], { ...process.env, BENCH_LOAD_LIMIT_MS: String(TOTAL_MS + 60_000) });
     const sides: Record<Side['name'], Side> = {
       bare: { name: 'bare', port: b.port, pid: b.pid },
-      nodered: { name: 'nodered', port: nrPort, pid: nr.pid as number }
+      nodered: { name: 'nodered', port: nrPort, pid: nr.pid as number },
+      engine: { name: 'engine', port: enginePort, pid: enginePid }
     };
+    const all = ENGINE ? [sides.bare, sides.engine, sides.nodered] : [sides.bare, sides.nodered];
     const l = load;
     const reconnect = async (s: Side, tag: string, count: number): Promise<{ rate: number; cpuUs: number }> => {
       const c0 = cpuOf(s.pid);
       const r = await l.call<{ done: number; failed: number; errors: string[]; elapsedMs: number }>(
         'reconnect',
-        { port: s.port, username: USERNAME, password: PASSWORD, count, concurrency: CONCURRENCY, tag, client: CLIENT, limitMs: 60_000 },
+        { port: s.port, username: USERNAME, password: PASSWORD, count, concurrency: CONCURRENCY, tag, client: CLIENT, ids: IDS, limitMs: 60_000 },
         90_000
       );
       const c1 = cpuOf(s.pid);
@@ -238,13 +266,13 @@ export async function runNodeRed(): Promise<void> {
     // the registry-user node hashes its password after the deploy: wait for the first login
     const ready = now() + 30_000;
     for (;;) {
-      const r = await l.call<{ done: number; errors: string[] }>('reconnect', { port: nrPort, username: USERNAME, password: PASSWORD, count: 1, concurrency: 1, tag: 'ready', client: 'raw', limitMs: 10_000 }, 20_000);
+      const r = await l.call<{ done: number; errors: string[] }>('reconnect', { port: nrPort, username: USERNAME, password: PASSWORD, count: 1, concurrency: 1, tag: 'ready', client: 'raw', ids: 'fresh', limitMs: 10_000 }, 20_000);
       if (r.done === 1) break;
       if (now() > ready) throw new Error(`the known user cannot log in: ${r.errors.join('; ')}`);
       await sleep(200);
     }
     log('warm-up');
-    for (const s of [sides.bare, sides.nodered]) {
+    for (const s of all) {
       await reconnect(s, `warm-${s.name}`, Math.min(200, RECONNECTS));
       if (TESTS.has('qos0')) await throughput(s, `warm-${s.name}-q0`, 0);
     }
@@ -255,7 +283,7 @@ export async function runNodeRed(): Promise<void> {
         partial = true;
         break;
       }
-      const order: Side[] = round % 2 === 0 ? [sides.bare, sides.nodered] : [sides.nodered, sides.bare];
+      const order: Side[] = round % 2 === 0 ? all : [...all].reverse();
       const got: Partial<Record<Metric, Partial<Record<Side['name'], number>>>> = {};
       const put = (m: Metric, s: Side, v: number): void => {
         runs[m][s.name].push(v);
@@ -276,6 +304,7 @@ export async function runNodeRed(): Promise<void> {
         const v = got[m] as Partial<Record<Side['name'], number>>;
         if (v.bare === undefined || v.nodered === undefined) continue;
         ratios[m].push(m === 'reconnectCpu' ? v.bare / v.nodered : v.nodered / v.bare);
+        if (v.engine !== undefined) engineRatios[m].push(m === 'reconnectCpu' ? v.bare / v.engine : v.engine / v.bare);
       }
       log(`round ${round + 1}/${ROUNDS}: reconnect ${fmt(got.reconnect?.bare)} vs ${fmt(got.reconnect?.nodered)} conn/s (${fmt(ratios.reconnect.at(-1), 2)})`);
     }
@@ -285,8 +314,10 @@ export async function runNodeRed(): Promise<void> {
   } finally {
     await load?.close('exit');
     await bare?.close('close');
+    await engine?.close('close');
     await nr.stop();
     nr.cleanup();
+    if (wrapperDir) fs.rmSync(wrapperDir, { recursive: true, force: true });
     clearTimeout(watchdog);
   }
   report(partial, notes);
@@ -298,7 +329,7 @@ function fmt(x: number | null | undefined, digits = 0): string {
 
 function report(partial: boolean, notes: string[]): void {
   const labels: Record<Metric, [string, string, number]> = {
-    reconnect: [`reconnects of the known user (${CLIENT} client, x${CONCURRENCY})`, 'conn/s', 0],
+    reconnect: [`reconnects of the known user (${CLIENT} client, x${CONCURRENCY}, ${IDS} client ids)`, 'conn/s', 0],
     reconnectCpu: ['broker CPU per reconnect', 'µs', 0],
     qos0: ['QoS 0 throughput 1->1 (window 1000)', 'msg/s', 0],
     qos1: ['QoS 1 throughput 1->1 (window 100)', 'msg/s', 0]
@@ -320,7 +351,12 @@ function report(partial: boolean, notes: string[]): void {
     out.push(`  per round bare:     ${runs[m].bare.map((x) => fmt(x, d)).join(', ')}`);
     out.push(`  per round Node-RED: ${runs[m].nodered.map((x) => fmt(x, d)).join(', ')}`);
     out.push(`  per round ratio:    ${rs.map((x) => x.toFixed(2)).join(', ')}`);
-    json[m] = { unit, bare: runs[m].bare.map((x) => +x.toFixed(2)), nodered: runs[m].nodered.map((x) => +x.toFixed(2)), ratios: rs.map((x) => +x.toFixed(3)), medianRatio: +med.toFixed(3), min: +lo.toFixed(3), max: +hi.toFixed(3) };
+    const es = engineRatios[m];
+    if (es.length > 0) {
+      out.push(`  engine alone (no Node-RED, memory store): ${fmt(median(runs[m].engine), d)}; median ratio ${(median(es) as number).toFixed(2)}, spread ${Math.min(...es).toFixed(2)}–${Math.max(...es).toFixed(2)}`);
+      out.push(`  per round engine:   ${runs[m].engine.map((x) => fmt(x, d)).join(', ')}`);
+    }
+    json[m] = { unit, bare: runs[m].bare.map((x) => +x.toFixed(2)), nodered: runs[m].nodered.map((x) => +x.toFixed(2)), engine: runs[m].engine.map((x) => +x.toFixed(2)), engineRatios: engineRatios[m].map((x) => +x.toFixed(3)), ratios: rs.map((x) => +x.toFixed(3)), medianRatio: +med.toFixed(3), min: +lo.toFixed(3), max: +hi.toFixed(3) };
   }
   if (notes.length > 0) {
     out.push('', 'notes:');
@@ -328,7 +364,7 @@ function report(partial: boolean, notes: string[]): void {
   }
   out.push('');
   process.stdout.write(out.join('\n') + '\n');
-  process.stdout.write(`BENCH_NODERED ${JSON.stringify({ client: CLIENT, concurrency: CONCURRENCY, reconnects: RECONNECTS, rounds: ROUNDS, partial, elapsedS: +((now() - started) / 1000).toFixed(1), metrics: json, notes })}\n`);
+  process.stdout.write(`BENCH_NODERED ${JSON.stringify({ client: CLIENT, ids: IDS, concurrency: CONCURRENCY, reconnects: RECONNECTS, rounds: ROUNDS, partial, elapsedS: +((now() - started) / 1000).toFixed(1), metrics: json, notes })}\n`);
 }
 
 if (require.main === module) {
