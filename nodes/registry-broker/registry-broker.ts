@@ -143,6 +143,8 @@ export = function (RED: NodeAPI) {
       statusTimer = null;
       node.started
         .then(() => node.broker?.close())
+        // the client-id bindings of the last connections reach the disk before a shutdown
+        .then(() => (runtime instanceof Error ? undefined : runtime.flushStore()))
         .catch((err: Error) => node.error(err.message))
         .finally(() => {
           node.broker = null;

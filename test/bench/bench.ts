@@ -4,6 +4,9 @@
  * against the store size).
  *
  *   npm run bench          (= npm run build && node test/bench/bench.js)
+ *   npm run bench -- --nodered   only the registry-broker node in a real Node-RED process
+ *                                (test/bench/nodered.ts; also npm run bench:nodered), which the
+ *                                default run also does at its end (~30 s more)
  *
  * Each broker runs in its own child process (test/bench/broker-fixture.js, forked with
  * --expose-gc) so the broker's CPU and memory can be measured apart from the clients, which are
@@ -13,8 +16,8 @@
  * is better: registry/bare for rates, bare/registry for costs.
  *
  * Everything listens on 127.0.0.1 with ephemeral ports; every loop is bounded in count and
- * time; a watchdog ends the run (with what it has) before BENCH_TOTAL_MS. The last line of the
- * output is `BENCH_RESULT {json}`.
+ * time; a watchdog ends the run (with what it has) before BENCH_TOTAL_MS. This part's last line
+ * is `BENCH_RESULT {json}`; the Node-RED part's (nodered.ts) is `BENCH_NODERED {json}`.
  *
  * The registry broker's users (1,651, two roles each) come from an in-memory Store whose snapshot
  * holds one bcrypt hash (cost 10) computed once, instead of 1,651 createUser() calls (~70 s of
@@ -23,7 +26,7 @@
  * Knobs (environment):
  *   BENCH_SCALE=0.2            smaller sizes for a quick try (rates stay comparable)
  *   BENCH_ROUNDS=5             A/B rounds (fewer when the time budget runs short)
- *   BENCH_ONLY=brokers|approval   one part only
+ *   BENCH_ONLY=brokers|approval|nodered   one part only
  *   BENCH_TESTS=fanout,stall   a subset of qos0,qos1,fanout,reconnect,idle,stall
  *   BENCH_FIXTURE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof"   node options for the brokers
  *   BENCH_BARE_NODELAY=1       diagnostic: bare aedes with TCP_NODELAY like RegistryBroker
@@ -43,6 +46,7 @@ import { FileStore, type RealmSnapshot } from '../../nodes/lib/store';
 import type { Role, User } from '../../nodes/lib/realm';
 import type { FixtureSpec } from './broker-fixture';
 import { GapRecorder, ownGaps, type Gap } from './gaps';
+import { runNodeRed } from './nodered';
 
 // ---- parameters ----------------------------------------------------------------------------------
 
@@ -1186,7 +1190,10 @@ function report(result: Record<string, unknown>, partial: boolean): void {
   process.stdout.write(`BENCH_RESULT ${JSON.stringify(json)}\n`);
 }
 
-main().then(
+// `npm run bench -- --nodered` (or BENCH_ONLY=nodered): only the Node-RED runtime mode
+// (test/bench/nodered.ts); the default run does it after the rest
+const onlyNodeRed = process.argv.includes('--nodered') || process.env.BENCH_ONLY === 'nodered';
+(onlyNodeRed ? runNodeRed() : main().then(() => (ONLY === 'all' ? runNodeRed() : undefined))).then(
   () => process.exit(0),
   (err: Error) => {
     process.stderr.write(`bench failed: ${err.stack ?? err}\n`);
