@@ -8,11 +8,21 @@
  * connected right now is released. So memory is at most users × maxPerUser × the longest
  * client id, and one user cycling fresh client ids never frees another user's.
  *
- * Changes are handed to `persist` (the registry's store), so bindings survive a restart.
+ * Changes are handed to `persist` (the registry's store), so bindings survive a restart. A CONNECT
+ * does not wait for the disk, and devices that connect with a fresh client id each time
+ * (mosquitto_pub without -i) would cost one journal record and fsync per connection: so the
+ * changes of up to COALESCE_MS are written together, as the final owner of each id, and
+ * `flush()` writes them at once (before a shutdown). A hard crash loses at most the bindings of
+ * the last COALESCE_MS.
  */
 import type { StoreOp } from './store';
 
 export type BindResult = { ok: true } | { ok: false; reason: string };
+
+/** Stores binding changes; resolves once they are durable. */
+export type PersistBindings = (ops: StoreOp[]) => Promise<void>;
+
+export const COALESCE_MS = 100;
 
 export class ClientIdBindings {
   /** client id -> username */
@@ -20,14 +30,47 @@ export class ClientIdBindings {
   /** username -> its client ids, oldest binding first */
   private readonly byUser = new Map<string, Set<string>>();
 
+  /** client id -> its owner now (null: released), not yet handed to `persist` */
+  private unsaved = new Map<string, string | null>();
+  private timer: NodeJS.Timeout | null = null;
+  private saving: Promise<void> = Promise.resolve();
+
   constructor(
     private maxPerUser: number,
-    private persist: ((ops: StoreOp[]) => void) | null = null
+    private persist: PersistBindings | null = null
   ) {}
 
-  configure(maxPerUser: number, persist: ((ops: StoreOp[]) => void) | null): void {
+  configure(maxPerUser: number, persist: PersistBindings | null): void {
     this.maxPerUser = maxPerUser;
     this.persist = persist;
+  }
+
+  /** Hands the unsaved changes to `persist` now; resolves once they are stored (or failed). */
+  flush(): Promise<void> {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    if (!this.persist || this.unsaved.size === 0) return this.saving;
+    const released: string[] = [];
+    const ops: StoreOp[] = [];
+    for (const [clientId, username] of this.unsaved) {
+      if (username === null) released.push(clientId);
+      else ops.push({ op: 'bindClientId', clientId, username });
+    }
+    if (released.length > 0) ops.unshift({ op: 'unbindClientIds', clientIds: released });
+    this.unsaved = new Map();
+    // the store applies writes in call order; `persist` reports its own failures
+    this.saving = this.persist(ops).catch(() => undefined);
+    return this.saving;
+  }
+
+  private changed(clientId: string, username: string | null): void {
+    if (!this.persist) return;
+    // re-inserted, so the map keeps the order of the last changes
+    this.unsaved.delete(clientId);
+    this.unsaved.set(clientId, username);
+    if (this.timer) return;
+    this.timer = setTimeout(() => void this.flush(), COALESCE_MS);
+    this.timer.unref();
   }
 
   /** Restores stored bindings (no writes). */
@@ -64,9 +107,8 @@ export class ClientIdBindings {
       for (const id of released) this.unset(id);
     }
     this.set(clientId, username);
-    const ops: StoreOp[] = [{ op: 'bindClientId', clientId, username }];
-    if (released.length > 0) ops.unshift({ op: 'unbindClientIds', clientIds: released });
-    this.persist?.(ops);
+    for (const id of released) this.changed(id, null);
+    this.changed(clientId, username);
     return { ok: true };
   }
 
@@ -75,8 +117,10 @@ export class ClientIdBindings {
     const mine = this.byUser.get(username);
     if (!mine || mine.size === 0) return;
     const ids = [...mine];
-    for (const id of ids) this.unset(id);
-    this.persist?.([{ op: 'unbindClientIds', clientIds: ids }]);
+    for (const id of ids) {
+      this.unset(id);
+      this.changed(id, null);
+    }
   }
 
   private set(clientId: string, username: string): void {

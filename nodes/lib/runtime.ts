@@ -7,7 +7,7 @@ import path from 'node:path';
 import type { EventEmitter } from 'node:events';
 import { ClientRegistry } from './registry';
 import { readSettings, type RegistrySettings } from './settings';
-import { FileStore, type Store, type StoreOp } from './store';
+import { FileStore, type Store } from './store';
 import { registerRoutes } from './admin-routes';
 
 export interface RuntimeContext {
@@ -18,75 +18,9 @@ export interface RuntimeContext {
 export interface RealmEntry {
   realm: ClientRegistry;
   settings: RegistrySettings;
-  /** writes the coalesced client-id bindings now; resolves once they are durable */
-  flushStore(): Promise<void>;
 }
 
 const realms = new WeakMap<object, RealmEntry>();
-
-const isBindingOp = (o: StoreOp): o is Extract<StoreOp, { op: 'bindClientId' | 'unbindClientIds' }> => o.op === 'bindClientId' || o.op === 'unbindClientIds';
-
-/**
- * A store whose client-id binding records are coalesced. Every connection with a client id
- * never seen before binds it (and may unbind the user's oldest): devices that connect with a
- * fresh id each time (mosquitto_pub without -i) would cost one journal record and its fsync per
- * connection. Consecutive binding-only changes are merged for up to `ms` into one record holding
- * the final state of each id; any other change first writes the merged bindings, so everything
- * still applies in call order, and each promise resolves once its change is durable (close()
- * writes what is pending). The registry does not wait for bindings (a CONNECT does not wait for
- * the disk): a crash loses at most the bindings of the last `ms`, as it could lose the write
- * in flight before.
- */
-export function coalesceBindings(store: Store, ms = 100): Store & { flush(): Promise<void> } {
-  let batch: { changes: Map<string, string | null>; done: Promise<void>; settle: (err?: Error) => void; timer: NodeJS.Timeout } | null = null;
-  const flush = (): Promise<void> => {
-    const b = batch;
-    batch = null;
-    if (!b) return Promise.resolve();
-    clearTimeout(b.timer);
-    const unbind: string[] = [];
-    const ops: StoreOp[] = [];
-    for (const [clientId, username] of b.changes) {
-      if (username === null) unbind.push(clientId);
-      else ops.push({ op: 'bindClientId', clientId, username });
-    }
-    if (unbind.length > 0) ops.unshift({ op: 'unbindClientIds', clientIds: unbind });
-    store.apply(ops).then(() => b.settle(), (err: Error) => b.settle(err));
-    return b.done.catch(() => undefined); // the callers of apply() hear of a failure
-  };
-  return {
-    get location() {
-      return store.location;
-    },
-    load: () => store.load(),
-    apply(ops: StoreOp[]): Promise<void> {
-      if (ops.length === 0 || !ops.every(isBindingOp)) {
-        void flush();
-        return store.apply(ops);
-      }
-      if (!batch) {
-        let settle: (err?: Error) => void = () => undefined;
-        const done = new Promise<void>((resolve, reject) => (settle = (err) => (err ? reject(err) : resolve())));
-        const timer = setTimeout(() => void flush(), ms);
-        timer.unref();
-        batch = { changes: new Map(), done, settle, timer };
-      }
-      const changes = batch.changes;
-      // the last change of an id wins; re-inserted so the map keeps the order of the last changes
-      const put = (clientId: string, username: string | null): void => void (changes.delete(clientId), changes.set(clientId, username));
-      for (const o of ops) {
-        if (o.op === 'bindClientId') put(o.clientId, o.username);
-        else for (const id of o.clientIds) put(id, null);
-      }
-      return batch.done;
-    },
-    flush,
-    close(): Promise<void> {
-      void flush();
-      return store.close();
-    }
-  };
-}
 
 /** The registry's folder: the store, and the CA unless the settings name other files. */
 function registryDir(settings: RegistrySettings, userDir: string | undefined): string | null {
@@ -103,12 +37,12 @@ export function getRealm(ctx: RuntimeContext): RealmEntry {
   if (!entry) {
     const settings = readSettings(ctx.settings.clientRegistry);
     const dir = registryDir(settings, ctx.settings.userDir);
-    const store = dir ? coalesceBindings(new FileStore(dir)) : null;
+    const store: Store | null = dir ? new FileStore(dir) : null;
     const realm = new ClientRegistry(settings, store, dir);
     realm.start().catch(() => {
       /* kept in realm.error; nodes and routes report it */
     });
-    entry = { realm, settings, flushStore: () => store?.flush() ?? Promise.resolve() };
+    entry = { realm, settings };
     realms.set(ctx.httpAdmin, entry);
   }
   return entry;

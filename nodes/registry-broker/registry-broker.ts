@@ -144,7 +144,7 @@ export = function (RED: NodeAPI) {
       node.started
         .then(() => node.broker?.close())
         // the client-id bindings of the last connections reach the disk before a shutdown
-        .then(() => (runtime instanceof Error ? undefined : runtime.flushStore()))
+        .then(() => (runtime instanceof Error ? undefined : runtime.realm.clientIds.flush()))
         .catch((err: Error) => node.error(err.message))
         .finally(() => {
           node.broker = null;

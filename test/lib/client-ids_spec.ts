@@ -36,12 +36,13 @@ describe('client-id bindings (lib/client-ids)', function () {
     assert.equal(b.ownerOf('b'), undefined);
   });
 
-  it('hands every change to the store and loads it back, client ids such as __proto__ included', function () {
+  it('hands every change to the store and loads it back, client ids such as __proto__ included', async function () {
     const ops: StoreOp[] = [];
-    const b = new ClientIdBindings(2, (o) => ops.push(...o));
+    const b = new ClientIdBindings(2, async (o) => void ops.push(...o));
     for (const id of ['__proto__', 'constructor', 'x']) b.bind(id, 'alice', none);
     b.bind('y', 'carol', none);
     b.releaseUser('carol');
+    await b.flush();
     const snapshot = emptySnapshot();
     applyOps(snapshot, ops);
     const restored = new ClientIdBindings(2);
@@ -51,5 +52,61 @@ describe('client-id bindings (lib/client-ids)', function () {
     assert.equal(restored.ownerOf('__proto__'), undefined, 'released as the oldest when "x" came');
     assert.equal(restored.ownerOf('y'), undefined, 'released with its user');
     assert.equal(Object.getPrototypeOf(snapshot.clientIds), Object.prototype);
+  });
+  describe('writing (one record for the changes of a moment)', function () {
+    /** a store that records what it is handed, and fails while `fail` is set */
+    function recorder() {
+      const r = { writes: [] as StoreOp[][], fail: null as Error | null, persist: (o: StoreOp[]): Promise<void> => (r.writes.push(o), r.fail ? Promise.reject(r.fail) : Promise.resolve()) };
+      return r;
+    }
+
+    it('writes the changes of a moment together, as the final owner of each id, the same state as one write per change', async function () {
+      const r = recorder();
+      const b = new ClientIdBindings(2, r.persist);
+      const direct = new ClientIdBindings(2);
+      const one: StoreOp[] = [];
+      direct.configure(2, async (o) => void one.push(...o));
+      for (const x of [b, direct]) {
+        x.bind('a', 'u', none);
+        x.bind('b', 'u', none);
+        x.bind('c', 'u', none); // releases a
+        x.bind('d', 'v', none);
+        x.releaseUser('v');
+        x.bind('a', 'w', none);
+        await x.flush();
+      }
+      assert.equal(r.writes.length, 1, 'one write');
+      const merged = emptySnapshot();
+      applyOps(merged, r.writes[0]);
+      const each = emptySnapshot();
+      applyOps(each, one);
+      assert.deepEqual({ ...merged.clientIds }, { ...each.clientIds });
+      assert.deepEqual({ ...merged.clientIds }, { b: 'u', c: 'u', a: 'w' });
+    });
+
+    it('writes by itself shortly after a change, and nothing when nothing changed', async function () {
+      const r = recorder();
+      const b = new ClientIdBindings(2, r.persist);
+      await b.flush();
+      assert.equal(r.writes.length, 0);
+      b.bind('a', 'u', none);
+      assert.equal(r.writes.length, 0, 'not at once');
+      const end = Date.now() + 5000;
+      while (r.writes.length === 0 && Date.now() < end) await new Promise((res) => setTimeout(res, 20));
+      assert.deepEqual(r.writes, [[{ op: 'bindClientId', clientId: 'a', username: 'u' }]]);
+    });
+
+    it('keeps working after a failed write (the store reports it) and writes what changed next', async function () {
+      const r = recorder();
+      const b = new ClientIdBindings(2, r.persist);
+      r.fail = new Error('disk full');
+      b.bind('a', 'u', none);
+      await b.flush(); // settles: the failure is the store's to report
+      r.fail = null;
+      b.bind('b', 'u', none);
+      await b.flush();
+      assert.equal(r.writes.length, 2);
+      assert.equal(b.ownerOf('a'), 'u', 'the binding holds in memory');
+    });
   });
 });

@@ -94,10 +94,11 @@ export class ClientRegistry extends Realm {
         this.audit.load(s.audit);
         this.certificates.load(s);
         this.clientIds.load(s.clientIds);
-        // bindings are written as they happen, not awaited: a CONNECT does not wait for the disk
-        this.clientIds.configure(this.settings.limits.maxClientIdsPerUser, (ops) => {
-          this.lifecycle.write(ops).catch((err: Error) => this.emit('warning', new Error(`client id bindings not stored: ${err.message}`)));
-        });
+        // bindings are written shortly after they happen, not awaited: a CONNECT does not wait
+        // for the disk (see ClientIdBindings)
+        this.clientIds.configure(this.settings.limits.maxClientIdsPerUser, (ops) =>
+          this.lifecycle.write(ops).catch((err: Error) => void this.emit('warning', new Error(`client id bindings not stored: ${err.message}`)))
+        );
       },
       async () => {
         await this.certificates.open();
@@ -126,6 +127,7 @@ export class ClientRegistry extends Realm {
     this.window.dispose();
     if (this.sweepTimer) clearInterval(this.sweepTimer);
     this.sweepTimer = null;
+    await this.clientIds.flush();
     super.close();
     await this.lifecycle.close();
   }
