@@ -225,6 +225,28 @@ export class VerificationCache {
     return e !== undefined && e.hash === hash && timingSafeEqual(e.mac, this.mac(hash, password));
   }
 
+  /** checks running now, by username: the first one only (others are not shared) */
+  private readonly running = new Map<string, { hash: string; mac: Buffer; verified: Promise<boolean> }>();
+
+  /**
+   * The running check of this very password against this hash, if there is one: logins of one
+   * user that arrive together (a fleet sharing a user, reconnecting after a restart) wait for
+   * the first check instead of each running bcrypt and each counting against the back-off.
+   */
+  sameCheck(username: string, hash: string, password: string): Promise<boolean> | null {
+    const r = this.running.get(username);
+    return r !== undefined && r.hash === hash && timingSafeEqual(r.mac, this.mac(hash, password)) ? r.verified : null;
+  }
+
+  /** Shares `verified` with the logins that bring the same password while it runs. */
+  share(username: string, hash: string, password: string, verified: Promise<boolean>): void {
+    if (this.running.has(username)) return;
+    const entry = { hash, mac: this.mac(hash, password), verified };
+    this.running.set(username, entry);
+    const done = (): void => void (this.running.get(username) === entry && this.running.delete(username));
+    verified.then(done, done);
+  }
+
   add(username: string, hash: string, password: string): void {
     this.entries.delete(username);
     this.entries.set(username, { hash, mac: this.mac(hash, password) });

@@ -340,6 +340,8 @@ export class Realm extends EventEmitter {
     const user = this.getUser(username);
     const hash = user?.passwordHash ?? null;
     if (user && hash && this.cache.has(username, hash, password)) return this.accept(user, address);
+    const same = user && hash ? this.cache.sameCheck(username, hash, password) : null;
+    if (same) return this.joined(username, hash as string, same, address);
 
     if (Buffer.byteLength(password) > MAX_PASSWORD_BYTES) return { ok: false, code: CONNACK.badUsernameOrPassword, reason: 'password too long' };
     const wait = this.throttle.byUsername.remaining(username);
@@ -361,7 +363,9 @@ export class Realm extends EventEmitter {
       let verified: boolean;
       try {
         const against = user ? hash : policyHash;
-        verified = against ? await this.hasher.verify(password, against) : await this.hasher.verifyDummy(password);
+        const check = against ? this.hasher.verify(password, against) : this.hasher.verifyDummy(password);
+        if (user && hash) this.cache.share(username, hash, password, check);
+        verified = await check;
       } catch (err) {
         if (err instanceof BusyError) return { ok: false, code: CONNACK.serverUnavailable, reason: 'server busy verifying passwords' };
         throw err;
@@ -385,6 +389,25 @@ export class Realm extends EventEmitter {
     const now = this.getUser(username);
     if (!now || now.passwordHash !== hash) return { ok: false, code: CONNACK.notAuthorized, reason: 'user changed during login' };
     this.cache.add(username, hash as string, password);
+    return this.accept(now, address);
+  }
+
+  /**
+   * A login that brought the same password as a check already running for this user: it takes
+   * that check's answer. The first login was charged to the back-off; this one is the same
+   * guess, so it is not charged again, and a correct password resets nothing twice.
+   */
+  private async joined(username: string, hash: string, check: Promise<boolean>, address: string): Promise<AuthResult> {
+    let verified: boolean;
+    try {
+      verified = await check;
+    } catch (err) {
+      if (err instanceof BusyError) return { ok: false, code: CONNACK.serverUnavailable, reason: 'server busy verifying passwords' };
+      throw err;
+    }
+    const now = this.getUser(username);
+    if (!verified) return { ok: false, code: CONNACK.badUsernameOrPassword, reason: 'wrong password', user: now };
+    if (!now || now.passwordHash !== hash) return { ok: false, code: CONNACK.notAuthorized, reason: 'user changed during login' };
     return this.accept(now, address);
   }
 

@@ -187,6 +187,26 @@ describe('realm', function () {
       assert.equal((await throttled.authenticate('bob', 'bob-pw-123', ADDRESS)).ok, true);
     });
 
+    it('logins of one user that arrive together with its password share one check: none is taken for a failure', async function () {
+      await throttled.setFlowUser('n1', def('alice', 'alice-pw-1'));
+      throttled.cache.clear(); // as after a restart: nothing verified yet
+      const before = verifications;
+      const results = await Promise.all(Array.from({ length: 20 }, (_, i) => throttled.authenticate('alice', 'alice-pw-1', `10.0.1.${i}`)));
+      assert.deepEqual(results.map((r) => r.ok), Array(20).fill(true), 'a fleet sharing a user reconnects at once');
+      assert.equal(verifications - before, 1, 'one bcrypt check for all of them');
+    });
+
+    it('the same wrong password sent together is one guess: one check, every login refused with code 4', async function () {
+      await throttled.setFlowUser('n1', def('alice', 'alice-pw-1'));
+      const before = verifications;
+      const results = await Promise.all(Array.from({ length: 20 }, () => throttled.authenticate('alice', 'same-guess', ADDRESS)));
+      assert.deepEqual(results.map((r) => (r as { code: number }).code), Array(20).fill(4));
+      assert.equal(verifications - before, 1);
+      // and it counted once: the next different guesses still reach bcrypt until username.free
+      const next = await throttled.authenticate('alice', 'other-guess', ADDRESS);
+      assert.equal((next as { throttled?: boolean }).throttled, undefined);
+    });
+
     it('counts a login attempt before bcrypt, so parallel guesses for one username cannot all be checked', async function () {
       await throttled.setFlowUser('n1', def('alice', 'alice-pw-1'));
       const results = await Promise.all(Array.from({ length: 50 }, (_, i) => throttled.authenticate('alice', `guess-${i}`, `10.0.0.${i}`)));
