@@ -1,5 +1,5 @@
 /**
- * The part of Node-RED's editor API (window.RED, read in node_modules/@node-red/editor-client)
+ * The part of Node-RED's editor API (window.RED, as Node-RED's editor-client package defines it)
  * that the client registry's editor code uses, on Node-RED 4 and 5.
  */
 

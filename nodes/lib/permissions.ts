@@ -1,7 +1,7 @@
 /**
  * Topic permissions: patterns compiled once, checked on every publish, subscribe and delivery.
  *
- * Evaluation order (fixed, total, like Mosquitto's dynsec acl.c):
+ * Evaluation order (fixed, total, as in Mosquitto's dynamic security plugin):
  *   1. a deny entry that matches decides "no";
  *   2. otherwise an allow entry that matches decides "yes";
  *   3. otherwise "no" (deny by default).

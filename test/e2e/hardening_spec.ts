@@ -430,7 +430,7 @@ describe('issue 8 hardening (real Node-RED)', function () {
         await stillServing(r, 'a query with odd characters on the wsPath', true);
       });
 
-      // Node-RED 4.1's own comms listener (editor-api/lib/editor/comms.js: url.parse(request.url))
+      // Node-RED 4.1's own comms listener (its editor API's url.parse(request.url))
       // throws on these and would take the process down; the package's guard, first on the
       // server, closes such a request and hands the other listeners a harmless URL
       for (const [target, label] of [

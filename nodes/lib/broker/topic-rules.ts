@@ -1,5 +1,5 @@
 /**
- * Every rule about a topic, behind one entry point (as Mosquitto's acl.c has one): what a client
+ * Every rule about a topic, behind one entry point (as Mosquitto's dynamic security has one): what a client
  * may publish, subscribe to and receive, and what its will may be published to. The hooks call
  * only `checkTopic`; the permission matching itself is lib/permissions (deny beats allow, deny by
  * default, placeholders, a leading wildcard never reaching a `$` topic).
