@@ -3,7 +3,7 @@
  * loop), a bounded queue so a storm of logins cannot pile up work without limit, a cache of
  * successful verifications, the password policy and the username rule.
  */
-import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createHmac, createSecretKey, randomBytes, timingSafeEqual } from 'node:crypto';
 import { availableParallelism } from 'node:os';
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
@@ -211,7 +211,8 @@ export class PasswordHasher {
  * only an HMAC of the password under a per-process random key, never the password.
  */
 export class VerificationCache {
-  private readonly key = randomBytes(32);
+  // a KeyObject: prepared once, not on every reconnect (a raw key is imported on each call)
+  private readonly key = createSecretKey(randomBytes(32));
   private readonly entries = new Map<string, { hash: string; mac: Buffer }>();
 
   constructor(private readonly max = 100_000) {}
