@@ -5,7 +5,8 @@
  */
 import assert from 'node:assert/strict';
 import mqtt, { type MqttClient } from 'mqtt';
-import { helper } from './red';
+import fs from 'node:fs';
+import { helper, tempDir } from './red';
 import brokerNode = require('../../nodes/registry-broker/registry-broker');
 import userNode = require('../../nodes/registry-user/registry-user');
 import roleNode = require('../../nodes/registry-role/registry-role');
@@ -118,4 +119,22 @@ export async function brokerPort(): Promise<number> {
   const node = helper.getNode('b');
   await node.started;
   return node.broker.addresses().tcp;
+}
+
+/**
+ * Registers the hooks every node spec needs (call inside its describe): a fresh realm per test
+ * (a fresh settings object; bcrypt cost 4 for speed), in its own user directory when `userDir`,
+ * and afterwards every client ended, the flows unloaded and the directory removed.
+ */
+export function useRuntime(opts: { userDir?: boolean } = {}): void {
+  let dir: string | null = null;
+  beforeEach(function () {
+    dir = opts.userDir ? tempDir() : null;
+    helper.settings({ ...(dir ? { userDir: dir } : {}), clientRegistry: { bcryptCost: 4 } });
+  });
+  afterEach(async function () {
+    for (const c of clients.splice(0)) c.end(true);
+    await helper.unload();
+    if (dir) fs.rmSync(dir, { recursive: true, force: true });
+  });
 }

@@ -59,6 +59,8 @@ describe(`admin routes (lib/admin-routes, Node-RED ${nodeRedVersion})`, function
   it('tells editors what changed, once per kind however many changes come together', async function () {
     // RED.comms.publish reaches the editors through the runtime's 'comms' event
     const events = (helper as unknown as { _events: NodeJS.EventEmitter })._events;
+    // notices still pending from earlier runtimes in this process (200 ms) pass first
+    await new Promise((r) => setTimeout(r, 300));
     const notices: { kind: string }[] = [];
     const onComms = (m: { topic: string; data: { kind: string } }): void => void (m.topic === UPDATE_TOPIC && notices.push(m.data));
     events.on('comms', onComms);

@@ -5,21 +5,13 @@
  */
 import assert from 'node:assert/strict';
 import { helper, waitFor, freePort, nodeRedVersion } from '../helpers/red';
-import { CREDS, FOUNDATION_NODES as NODES, activeResources, adminRouteCount, brokerFlow as flow, clients, connect, startedBroker, type BrokerNodeT } from '../helpers/node-flows';
+import { CREDS, FOUNDATION_NODES as NODES, activeResources, adminRouteCount, brokerFlow as flow, clients, connect, startedBroker, type BrokerNodeT, useRuntime } from '../helpers/node-flows';
 import net from 'node:net';
 
 describe(`registry-broker node (Node-RED ${nodeRedVersion}, Node ${process.version})`, function () {
   this.timeout(20000);
 
-  beforeEach(function () {
-    // a fresh settings object per test gives a fresh realm (bcrypt cost 4 for speed)
-    helper.settings({ clientRegistry: { bcryptCost: 4 } });
-  });
-
-  afterEach(async function () {
-    for (const c of clients.splice(0)) c.end(true);
-    await helper.unload();
-  });
+  useRuntime();
 
   it('shows listeners and client count in its status and sends access events', async function () {
     await helper.load(NODES, flow(), CREDS);

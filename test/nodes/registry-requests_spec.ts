@@ -4,24 +4,12 @@
  * node is configured to take them.
  */
 import assert from 'node:assert/strict';
-import fs from 'node:fs';
-import { helper, tempDir, waitFor, nodeRedVersion } from '../helpers/red';
-import { ALL_NODES as NODES, brokerPort, clients, collect, connectCode, registryFlow as flow } from '../helpers/node-flows';
+import { helper, waitFor, nodeRedVersion } from '../helpers/red';
+import { ALL_NODES as NODES, brokerPort, collect, connectCode, registryFlow as flow, useRuntime } from '../helpers/node-flows';
 
 describe(`registry-requests node (Node-RED ${nodeRedVersion})`, function () {
   this.timeout(20000);
-  let dir: string;
-
-  beforeEach(function () {
-    dir = tempDir();
-    helper.settings({ userDir: dir, clientRegistry: { bcryptCost: 4 } });
-  });
-
-  afterEach(async function () {
-    for (const c of clients.splice(0)) c.end(true);
-    await helper.unload();
-    fs.rmSync(dir, { recursive: true, force: true });
-  });
+  useRuntime({ userDir: true });
 
   it('records an implicit MQTT registration and approves it from a flow message with the node\'s grantRoles', async function () {
     await helper.load(NODES, flow(['device']));

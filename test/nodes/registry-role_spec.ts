@@ -4,20 +4,12 @@
  */
 import assert from 'node:assert/strict';
 import { helper, nodeRedVersion } from '../helpers/red';
-import { CREDS, FOUNDATION_NODES as NODES, brokerFlow as flow, clients, connect, startedBroker } from '../helpers/node-flows';
+import { CREDS, FOUNDATION_NODES as NODES, brokerFlow as flow, connect, startedBroker, useRuntime } from '../helpers/node-flows';
 
 describe(`registry-role node (Node-RED ${nodeRedVersion}, Node ${process.version})`, function () {
   this.timeout(20000);
 
-  beforeEach(function () {
-    // a fresh settings object per test gives a fresh realm (bcrypt cost 4 for speed)
-    helper.settings({ clientRegistry: { bcryptCost: 4 } });
-  });
-
-  afterEach(async function () {
-    for (const c of clients.splice(0)) c.end(true);
-    await helper.unload();
-  });
+  useRuntime();
 
   it('enforces users and roles defined in the flow on real MQTT clients', async function () {
     await helper.load(NODES, flow(), CREDS);

@@ -4,21 +4,13 @@
  */
 import assert from 'node:assert/strict';
 import { helper, nodeRedVersion } from '../helpers/red';
-import { CREDS, FOUNDATION_NODES as NODES, brokerFlow as flow, clients, connect, startedBroker } from '../helpers/node-flows';
+import { CREDS, FOUNDATION_NODES as NODES, brokerFlow as flow, connect, startedBroker, useRuntime } from '../helpers/node-flows';
 import { getRealm } from '../../nodes/lib/runtime';
 
 describe(`registry-user node (Node-RED ${nodeRedVersion}, Node ${process.version})`, function () {
   this.timeout(20000);
 
-  beforeEach(function () {
-    // a fresh settings object per test gives a fresh realm (bcrypt cost 4 for speed)
-    helper.settings({ clientRegistry: { bcryptCost: 4 } });
-  });
-
-  afterEach(async function () {
-    for (const c of clients.splice(0)) c.end(true);
-    await helper.unload();
-  });
+  useRuntime();
 
   it('hashes config-node passwords with bcrypt and keeps no plain password in the realm', async function () {
     await helper.load(NODES, flow(), CREDS);

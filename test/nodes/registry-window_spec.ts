@@ -3,24 +3,12 @@
  * output reports every change, bad commands reach Catch nodes.
  */
 import assert from 'node:assert/strict';
-import fs from 'node:fs';
-import { helper, tempDir, waitFor, nodeRedVersion } from '../helpers/red';
-import { ALL_NODES as NODES, clients, collect, registryFlow as flow } from '../helpers/node-flows';
+import { helper, waitFor, nodeRedVersion } from '../helpers/red';
+import { ALL_NODES as NODES, collect, registryFlow as flow, useRuntime } from '../helpers/node-flows';
 
 describe(`registry-window node (Node-RED ${nodeRedVersion})`, function () {
   this.timeout(20000);
-  let dir: string;
-
-  beforeEach(function () {
-    dir = tempDir();
-    helper.settings({ userDir: dir, clientRegistry: { bcryptCost: 4 } });
-  });
-
-  afterEach(async function () {
-    for (const c of clients.splice(0)) c.end(true);
-    await helper.unload();
-    fs.rmSync(dir, { recursive: true, force: true });
-  });
+  useRuntime({ userDir: true });
 
   it('opens, toggles and closes the window by message, reporting every change on its output', async function () {
     await helper.load(NODES, flow());
