@@ -3,7 +3,7 @@
  * loop), a bounded queue so a storm of logins cannot pile up work without limit, a cache of
  * successful verifications, the password policy and the username rule.
  */
-import { createHmac, createSecretKey, randomBytes, timingSafeEqual } from 'node:crypto';
+import { hash as digest, randomBytes, timingSafeEqual } from 'node:crypto';
 import { availableParallelism } from 'node:os';
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
@@ -208,17 +208,19 @@ export class PasswordHasher {
 /**
  * Remembers successful verifications so reconnecting devices skip bcrypt. An entry is bound to
  * the stored hash, so a changed password (new hash) is never accepted from the cache, and holds
- * only an HMAC of the password under a per-process random key, never the password.
+ * only a keyed SHA-256 of the password under a per-process random key, never the password.
+ * (A one-shot digest, not an HMAC object: it runs on every reconnect, and creating an HMAC costs
+ * several times the digest. The value never leaves memory and is only compared for equality.)
  */
 export class VerificationCache {
-  // a KeyObject: prepared once, not on every reconnect (a raw key is imported on each call)
-  private readonly key = createSecretKey(randomBytes(32));
+  /** 32 random bytes, base64: fixed length, so key, hash and password cannot run into each other */
+  private readonly key = randomBytes(32).toString('base64');
   private readonly entries = new Map<string, { hash: string; mac: Buffer }>();
 
   constructor(private readonly max = 100_000) {}
 
   private mac(hash: string, password: string): Buffer {
-    return createHmac('sha256', this.key).update(hash).update('\0').update(password).digest();
+    return digest('sha256', this.key + hash + '\0' + password, 'buffer');
   }
 
   has(username: string, hash: string, password: string): boolean {
