@@ -1,0 +1,515 @@
+/**
+ * The realm in Redis, shared by every instance that points at the same Redis (issue 10; not yet
+ * offered by the runtime, which still refuses `store: { type: 'redis' }`).
+ *
+ * State is one key per entity (see KEYS below) plus a change log: a Redis Stream with one entry
+ * per apply(), `{ seq, origin, tag, ops }`. A Lua script writes the state and the log entry
+ * together, and a counter (INCR) numbers the changes, so every instance sees them in one order.
+ * apply() resolves once Redis has acknowledged the script; whether that survives a Redis crash
+ * depends on Redis' persistence settings (durability()).
+ *
+ * load() reads the state and the log position it corresponds to in one script (a consistent
+ * snapshot). follow() then reads the log from that position on a connection of its own
+ * (XREAD BLOCK) and emits the changes written by other instances ('ops'); after a lost
+ * connection it resumes from the last entry it saw, so nothing written meanwhile is lost. When
+ * the log no longer holds every change after that entry (trimmed, or Redis lost data), it emits
+ * 'resync' and stops: the owner must load() again.
+ *
+ * Both connections fail fast instead of queueing: no offline queue, no resending of commands
+ * whose reply was lost (a script must not run twice), a bounded command time. A change whose
+ * reply was lost may still have been stored; if the log later shows it, follow() hands it out
+ * like another instance's change (or apply() resolves, if it had not given up yet).
+ */
+import { EventEmitter } from 'node:events';
+import { randomBytes, randomUUID } from 'node:crypto';
+import { Redis, type RedisOptions } from 'ioredis';
+import { AUDIT_KEEP, StoreError, type RealmSnapshot, type Store, type StoreOp, type StoredRequest } from './store';
+import type { AuditEntry } from './contract';
+import type { User } from './realm';
+
+export interface RedisStoreOptions {
+  /** prefix of every key this store uses (default `client-registry:`) */
+  prefix?: string;
+  /** entries the change log keeps, about (XADD MAXLEN ~); default 10 000 */
+  logMaxLen?: number;
+  /** longest wait for a reply to a command, ms (default 5000) */
+  commandTimeoutMs?: number;
+  /** longest wait for Redis in load(), ms (default 10 000) */
+  connectTimeoutMs?: number;
+  /** how long one XREAD blocks, ms (default 5000) */
+  blockMs?: number;
+  /** extra ioredis options (tls, sentinels...) laid over the URL's */
+  redis?: RedisOptions;
+}
+
+/** Where in the change log a snapshot stands: the last change it holds. */
+export interface LogPosition {
+  seq: number;
+  /** stream id of that change's log entry ('0-0' before the first) */
+  id: string;
+}
+
+export interface Durability {
+  /** true: an acknowledged change survives a Redis crash; 'unknown': CONFIG is not available */
+  durable: boolean | 'unknown';
+  appendonly?: string;
+  appendfsync?: string;
+  /** one sentence for the log and the node status */
+  detail: string;
+}
+
+export interface RedisStoreEvents {
+  /** changes written by another instance, in log order */
+  ops: [ops: StoreOp[], seq: number];
+  /** the log lost changes this instance has not seen: load() again, then follow() */
+  resync: [reason: string];
+  /** a connection to Redis went down ('down', with the error) or came back ('up') */
+  connection: [state: 'up' | 'down', which: 'command' | 'follow', error?: Error];
+}
+
+const FORMAT = '1';
+
+/** Key names, after the prefix. */
+const KEY = {
+  format: 'format',
+  secret: 'secret',
+  seq: 'seq',
+  logId: 'logid',
+  log: 'log',
+  users: 'users',
+  requests: 'requests',
+  audit: 'audit',
+  revoked: 'revoked',
+  revokedSet: 'revoked:set',
+  revokedSerials: 'revokedSerials',
+  revokedSerialsSet: 'revokedSerials:set',
+  clientIds: 'clientIds'
+} as const;
+
+const APPLY_KEYS = ['seq', 'logId', 'log', 'users', 'requests', 'audit', 'revoked', 'revokedSet', 'revokedSerials', 'revokedSerialsSet', 'clientIds'] as const;
+
+// ARGV: origin, tag, maxlen, auditKeep, ops (JSON, for the log), count, then count triples
+const APPLY_LUA = `
+local seq = redis.call('INCR', KEYS[1])
+local n = tonumber(ARGV[6])
+local i = 7
+for _ = 1, n do
+  local k, a, b = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  i = i + 3
+  if k == 'user' then redis.call('HSET', KEYS[4], a, b)
+  elseif k == 'deleteUser' then redis.call('HDEL', KEYS[4], a)
+  elseif k == 'request' then redis.call('HSET', KEYS[5], a, b)
+  elseif k == 'deleteRequest' then redis.call('HDEL', KEYS[5], a)
+  elseif k == 'audit' then
+    redis.call('RPUSH', KEYS[6], b)
+    redis.call('LTRIM', KEYS[6], -tonumber(ARGV[4]), -1)
+  elseif k == 'revoke' then
+    if redis.call('SADD', KEYS[8], a) == 1 then redis.call('RPUSH', KEYS[7], a) end
+  elseif k == 'revokeSerial' then
+    if redis.call('SADD', KEYS[10], a) == 1 then redis.call('RPUSH', KEYS[9], b) end
+  elseif k == 'bind' then redis.call('HSET', KEYS[11], a, b)
+  elseif k == 'unbind' then redis.call('HDEL', KEYS[11], a)
+  end
+end
+local id = redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*', 'seq', seq, 'origin', ARGV[1], 'tag', ARGV[2], 'ops', ARGV[5])
+redis.call('SET', KEYS[2], id)
+return {seq, id}
+`;
+
+const LOAD_KEYS = ['format', 'secret', 'seq', 'logId', 'users', 'requests', 'audit', 'revoked', 'revokedSerials', 'clientIds'] as const;
+
+// ARGV: format, a new secret (kept only if there is none yet)
+const LOAD_LUA = `
+local f = redis.call('GET', KEYS[1])
+if f and f ~= ARGV[1] then return {'format', f} end
+if not f then redis.call('SET', KEYS[1], ARGV[1]) end
+redis.call('SET', KEYS[2], ARGV[2], 'NX')
+return {
+  'ok',
+  redis.call('GET', KEYS[2]),
+  redis.call('GET', KEYS[3]) or '0',
+  redis.call('GET', KEYS[4]) or '0-0',
+  redis.call('HGETALL', KEYS[5]),
+  redis.call('HGETALL', KEYS[6]),
+  redis.call('LRANGE', KEYS[7], 0, -1),
+  redis.call('LRANGE', KEYS[8], 0, -1),
+  redis.call('LRANGE', KEYS[9], 0, -1),
+  redis.call('HGETALL', KEYS[10])
+}
+`;
+
+type LoadReply = ['format', string] | ['ok', string, string, string, string[], string[], string[], string[], string[], string[]];
+
+interface ScriptConn extends Redis {
+  crApply(...args: (string | number)[]): Promise<[number, string]>;
+  crLoad(...args: (string | number)[]): Promise<LoadReply>;
+}
+
+/** The arguments of the apply script for these changes (throws on a change it does not know). */
+function encodeOps(ops: StoreOp[]): string[] {
+  const out: string[] = [];
+  for (const o of ops) {
+    switch (o.op) {
+      case 'user':
+        out.push('user', o.user.username, JSON.stringify(o.user));
+        break;
+      case 'deleteUser':
+        out.push('deleteUser', o.username, '');
+        break;
+      case 'request':
+        out.push('request', o.request.id, JSON.stringify(o.request));
+        break;
+      case 'deleteRequest':
+        out.push('deleteRequest', o.id, '');
+        break;
+      case 'audit':
+        out.push('audit', '', JSON.stringify(o.entry));
+        break;
+      case 'revoke':
+        out.push('revoke', o.fingerprint, '');
+        if (o.serial) out.push('revokeSerial', o.serial, JSON.stringify({ serial: o.serial, revokedAt: o.at }));
+        break;
+      case 'bindClientId':
+        out.push('bind', o.clientId, o.username);
+        break;
+      case 'unbindClientIds':
+        for (const id of o.clientIds) out.push('unbind', id, '');
+        break;
+      default:
+        throw new StoreError(`unknown change ${JSON.stringify((o as { op?: unknown }).op)}`);
+    }
+  }
+  return out;
+}
+
+/** A record built from a flat [field, value, ...] reply, values parsed by `parse`. */
+function record<T>(flat: string[], parse: (v: string, field: string) => T): Record<string, T> {
+  const out: Record<string, T> = {};
+  for (let i = 0; i + 1 < flat.length; i += 2) {
+    // field names come from the network (client ids): own data properties, never a prototype
+    Object.defineProperty(out, flat[i], { value: parse(flat[i + 1], flat[i]), enumerable: true, writable: true, configurable: true });
+  }
+  return out;
+}
+
+/** The URL without its password, for messages. */
+function redact(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = '***';
+    return u.toString();
+  } catch {
+    return 'redis';
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+/** Resolves once `conn` is ready, rejects after `ms` (or when it ends). */
+function whenReady(conn: Redis, ms: number): Promise<void> {
+  if (conn.status === 'ready') return Promise.resolve();
+  return new Promise((resolve, reject) => {
+    const done = (err?: Error): void => {
+      clearTimeout(timer);
+      conn.off('ready', onReady);
+      conn.off('end', onEnd);
+      if (err) reject(err);
+      else resolve();
+    };
+    const onReady = (): void => done();
+    const onEnd = (): void => done(new Error('connection closed'));
+    const timer = setTimeout(() => done(new Error(`no connection within ${ms} ms`)), ms);
+    conn.on('ready', onReady);
+    conn.on('end', onEnd);
+  });
+}
+
+/** State of a change this instance sent, until its log entry is seen or it is settled. */
+type TagState = 'pending' | 'seen' | 'failed';
+const MAX_FAILED_TAGS = 1000;
+
+export class RedisStore extends EventEmitter<RedisStoreEvents> implements Store {
+  readonly location: string;
+  /** this instance's id in the log entries it writes */
+  readonly instanceId = randomUUID();
+  private readonly prefix: string;
+  private readonly logMaxLen: number;
+  private readonly blockMs: number;
+  private readonly connectTimeoutMs: number;
+  private readonly conn: ScriptConn;
+  private readonly followConn: Redis;
+  private pos: LogPosition | null = null;
+  private counter = 0;
+  private readonly tags = new Map<string, TagState>();
+  private readonly inFlight = new Set<Promise<unknown>>();
+  private following: Promise<unknown> | null = null;
+  private closed = false;
+
+  constructor(url: string, options: RedisStoreOptions = {}) {
+    super();
+    this.location = redact(url);
+    this.prefix = options.prefix ?? 'client-registry:';
+    this.logMaxLen = options.logMaxLen ?? 10_000;
+    this.blockMs = options.blockMs ?? 5000;
+    this.connectTimeoutMs = options.connectTimeoutMs ?? 10_000;
+    const commandTimeout = options.commandTimeoutMs ?? 5000;
+    const common: RedisOptions = {
+      // fail fast: nothing waits in a queue for a Redis that may never come back, and a command
+      // whose reply was lost is rejected, not sent again (maxRetriesPerRequest 0 flushes it)
+      enableOfflineQueue: false,
+      autoResendUnfulfilledCommands: false,
+      maxRetriesPerRequest: 0,
+      retryStrategy: (times) => Math.min(times * 100, 2000),
+      connectTimeout: Math.min(this.connectTimeoutMs, 10_000),
+      lazyConnect: true,
+      ...options.redis
+    };
+    this.conn = new Redis(url, { ...common, commandTimeout, connectionName: `client-registry:${this.instanceId}` }) as ScriptConn;
+    this.conn.defineCommand('crApply', { numberOfKeys: APPLY_KEYS.length, lua: APPLY_LUA });
+    this.conn.defineCommand('crLoad', { numberOfKeys: LOAD_KEYS.length, lua: LOAD_LUA });
+    // the follower's XREAD blocks for blockMs: its replies may take that long, no longer
+    this.followConn = new Redis(url, { ...common, commandTimeout: this.blockMs + commandTimeout, connectionName: `client-registry:follow:${this.instanceId}` });
+    this.watch(this.conn, 'command');
+    this.watch(this.followConn, 'follow');
+  }
+
+  private watch(conn: Redis, which: 'command' | 'follow'): void {
+    let up = false;
+    conn.on('ready', () => {
+      up = true;
+      this.emit('connection', 'up', which);
+    });
+    conn.on('error', (err: Error) => {
+      if (up) this.emit('connection', 'down', which, err);
+      up = false;
+    });
+    conn.on('close', () => {
+      if (up && !this.closed) this.emit('connection', 'down', which, new Error('connection closed'));
+      up = false;
+    });
+  }
+
+  private key(name: keyof typeof KEY): string {
+    return this.prefix + KEY[name];
+  }
+
+  /** The log position of the last load(). */
+  get position(): LogPosition | null {
+    return this.pos ? { ...this.pos } : null;
+  }
+
+  private async connect(conn: Redis): Promise<void> {
+    if (this.closed) throw new StoreError('store is closed');
+    if (conn.status === 'wait') conn.connect().catch(() => undefined);
+    try {
+      await whenReady(conn, this.connectTimeoutMs);
+    } catch (err) {
+      throw new StoreError(`cannot reach Redis at ${this.location}: ${(err as Error).message}`);
+    }
+  }
+
+  async load(): Promise<RealmSnapshot> {
+    await this.connect(this.conn);
+    let reply: LoadReply;
+    try {
+      reply = await this.conn.crLoad(...LOAD_KEYS.map((k) => this.key(k)), FORMAT, randomBytes(32).toString('hex'));
+    } catch (err) {
+      throw new StoreError(`cannot read the client registry from Redis at ${this.location}: ${(err as Error).message}`);
+    }
+    if (reply[0] === 'format') {
+      throw new StoreError(`Redis at ${this.location} holds a client registry of format ${reply[1]} under "${this.prefix}"; this version reads format ${FORMAT}. It is never replaced automatically.`);
+    }
+    const [, secret, seq, logId, users, requests, audit, revoked, revokedSerials, clientIds] = reply;
+    const parse =
+      (what: string) =>
+      <T>(v: string, field?: string): T => {
+        try {
+          return JSON.parse(v) as T;
+        } catch (err) {
+          throw new StoreError(`cannot read ${this.prefix}${what}${field ? ` "${field}"` : ''} in Redis at ${this.location}: ${(err as Error).message}. Repair it; it is never replaced automatically.`);
+        }
+      };
+    const snapshot: RealmSnapshot = {
+      version: 1,
+      seq: Number(seq),
+      secret,
+      users: record(users, parse(KEY.users)<User>),
+      requests: record(requests, parse(KEY.requests)<StoredRequest>),
+      audit: audit.map((v) => parse(KEY.audit)<AuditEntry>(v)),
+      revoked,
+      revokedSerials: revokedSerials.map((v) => parse(KEY.revokedSerials)<{ serial: string; revokedAt: string }>(v)),
+      clientIds: record(clientIds, (v) => v)
+    };
+    this.pos = { seq: snapshot.seq, id: logId };
+    return snapshot;
+  }
+
+  apply(ops: StoreOp[]): Promise<void> {
+    if (this.closed) return Promise.reject(new StoreError('store is closed'));
+    let args: string[];
+    try {
+      // a revocation's time is fixed here, so every instance stores and replays the same
+      const fixed = ops.map((o) => (o.op === 'revoke' && o.serial && !o.at ? { ...o, at: new Date().toISOString() } : o));
+      const encoded = encodeOps(fixed);
+      args = [JSON.stringify(fixed), String(encoded.length / 3), ...encoded];
+    } catch (err) {
+      return Promise.reject(err instanceof StoreError ? err : new StoreError((err as Error).message));
+    }
+    const tag = String(++this.counter);
+    this.tags.set(tag, 'pending');
+    const run = this.conn.crApply(...APPLY_KEYS.map((k) => this.key(k)), this.instanceId, tag, this.logMaxLen, AUDIT_KEEP, ...args).then(
+      () => {
+        this.tags.delete(tag);
+      },
+      (err: Error) => {
+        const state = this.tags.get(tag);
+        this.tags.delete(tag);
+        if (state === 'seen') return; // the log holds it: it was stored, only the reply was lost
+        const neverSent = /enableOfflineQueue/.test(err.message);
+        if (!neverSent && err.name !== 'ReplyError') this.markFailed(tag);
+        throw new StoreError(`cannot write to Redis at ${this.location}: ${neverSent ? 'not connected' : err.message}`);
+      }
+    );
+    this.inFlight.add(run);
+    void run.catch(() => undefined).finally(() => this.inFlight.delete(run));
+    return run;
+  }
+
+  /** A change whose outcome is unknown: if its log entry shows up, it is handed out as 'ops'. */
+  private markFailed(tag: string): void {
+    this.tags.set(tag, 'failed');
+    if (this.tags.size > MAX_FAILED_TAGS) {
+      const oldest = [...this.tags].find(([, s]) => s === 'failed');
+      if (oldest) this.tags.delete(oldest[0]);
+    }
+  }
+
+  /**
+   * Emits the changes other instances write after `from` (default: the last load()) as 'ops',
+   * until close() or 'resync'. Call again (after load()) once it has emitted 'resync'.
+   */
+  follow(from: LogPosition | null = this.pos): void {
+    if (!from) throw new StoreError('follow() needs a position: load() first');
+    if (this.following) throw new StoreError('already following the change log');
+    const run = this.followLoop({ ...from }).finally(() => {
+      if (this.following === run) this.following = null;
+    });
+    this.following = run;
+  }
+
+  private async followLoop(at: LogPosition): Promise<'resync' | 'closed'> {
+    const conn = this.followConn;
+    let checked = false;
+    for (let failures = 0; !this.closed; ) {
+      try {
+        if (conn.status !== 'ready') {
+          if (conn.status === 'wait' || conn.status === 'end') conn.connect().catch(() => undefined);
+          await whenReady(conn, 1000).catch(() => undefined);
+          continue;
+        }
+        if (!checked) {
+          // on every (re)connection: does the log still hold every change after `at`?
+          const gap = await this.gap(at);
+          if (gap) return this.resync(gap);
+          checked = true;
+        }
+        const reply = (await conn.xread('COUNT', 100, 'BLOCK', this.blockMs, 'STREAMS', this.key('log'), at.id)) as [string, [string, string[]][]][] | null;
+        failures = 0;
+        for (const [id, fields] of reply?.[0]?.[1] ?? []) {
+          if (this.closed) return 'closed';
+          const f: Record<string, string> = {};
+          for (let i = 0; i + 1 < fields.length; i += 2) f[fields[i]] = fields[i + 1];
+          const seq = Number(f.seq);
+          if (seq !== at.seq + 1) {
+            return this.resync(seq > at.seq ? `changes ${at.seq + 1} to ${seq - 1} are no longer in the log` : `the log went back from change ${at.seq} to ${seq} (Redis lost data)`);
+          }
+          at.seq = seq;
+          at.id = id;
+          if (f.origin === this.instanceId) {
+            const state = this.tags.get(f.tag);
+            if (state === 'pending') this.tags.set(f.tag, 'seen');
+            if (state !== 'failed') continue; // applied by its writer, this instance
+            this.tags.delete(f.tag);
+          }
+          let ops: StoreOp[];
+          try {
+            ops = JSON.parse(f.ops) as StoreOp[];
+          } catch {
+            return this.resync(`log entry ${id} cannot be read`);
+          }
+          this.emit('ops', ops, seq);
+        }
+      } catch (err) {
+        if (this.closed) break;
+        checked = false;
+        if (/timed out/i.test((err as Error).message)) conn.disconnect(true); // a silent connection
+        await sleep(Math.min(100 * ++failures, 2000));
+      }
+    }
+    return 'closed';
+  }
+
+  private resync(reason: string): 'resync' {
+    this.emit('resync', reason);
+    return 'resync';
+  }
+
+  /** Why the log cannot take `at` forward (it lost changes after it), or null. */
+  private async gap(at: LogPosition): Promise<string | null> {
+    const res = await this.followConn.multi().get(this.key('seq')).xrange(this.key('log'), '-', '+', 'COUNT', 1).exec();
+    if (!res || res.some(([err]) => err)) throw new Error('cannot read the log position');
+    const current = Number(res[0][1] ?? 0);
+    const first = (res[1][1] as [string, string[]][])[0];
+    if (current < at.seq) return `the log went back from change ${at.seq} to ${current} (Redis lost data)`;
+    if (current === at.seq) return null;
+    const fields = first?.[1] ?? [];
+    const firstSeq = Number(fields[fields.indexOf('seq') + 1]);
+    if (!first || !(firstSeq <= at.seq + 1)) return `changes after ${at.seq} are no longer in the log`;
+    return null;
+  }
+
+  /**
+   * Whether an acknowledged change survives a Redis crash: only with `appendonly yes` and
+   * `appendfsync always`. 'unknown' when CONFIG is disabled, renamed or not permitted.
+   */
+  async durability(): Promise<Durability> {
+    await this.connect(this.conn);
+    let appendonly: string | undefined;
+    let appendfsync: string | undefined;
+    try {
+      const a = (await this.conn.call('CONFIG', 'GET', 'appendonly')) as string[];
+      const b = (await this.conn.call('CONFIG', 'GET', 'appendfsync')) as string[];
+      appendonly = a[1];
+      appendfsync = b[1];
+    } catch (err) {
+      return { durable: 'unknown', detail: `cannot read Redis' persistence settings (${(err as Error).message}); acknowledged changes are durable only with appendonly yes and appendfsync always` };
+    }
+    if (appendonly === undefined || appendfsync === undefined) {
+      return { durable: 'unknown', appendonly, appendfsync, detail: "Redis did not report its persistence settings; acknowledged changes are durable only with appendonly yes and appendfsync always" };
+    }
+    const durable = appendonly === 'yes' && appendfsync === 'always';
+    return {
+      durable,
+      appendonly,
+      appendfsync,
+      detail: durable
+        ? 'Redis writes every change to its append-only file before acknowledging it (appendonly yes, appendfsync always)'
+        : `a Redis crash can lose acknowledged changes (appendonly ${appendonly}, appendfsync ${appendfsync}); set appendonly yes and appendfsync always`
+    };
+  }
+
+  /** Waits (a bounded time) for changes in flight, then ends both connections. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    const pending = [...this.inFlight];
+    await Promise.race([Promise.allSettled(pending), sleep(this.connectTimeoutMs)]);
+    this.closed = true;
+    this.followConn.disconnect();
+    const quit = this.conn.status === 'ready' ? this.conn.quit().catch(() => undefined) : Promise.resolve();
+    await Promise.race([quit, sleep(1000)]);
+    this.conn.disconnect();
+    await this.following;
+  }
+}
