@@ -270,7 +270,7 @@ export class RedisStore extends EventEmitter<RedisStoreEvents> implements Store 
     this.conn.defineCommand('crApply', { numberOfKeys: APPLY_KEYS.length, lua: APPLY_LUA });
     this.conn.defineCommand('crLoad', { numberOfKeys: LOAD_KEYS.length, lua: LOAD_LUA });
     // the follower's XREAD blocks for blockMs: its replies may take that long, no longer
-    this.followConn = new Redis(url, { ...common, commandTimeout: this.blockMs + commandTimeout, connectionName: `client-registry:follow:${this.instanceId}` });
+    this.followConn = new Redis(url, { ...common, commandTimeout: this.blockMs + Math.max(commandTimeout, 2000), connectionName: `client-registry:follow:${this.instanceId}` });
     this.watch(this.conn, 'command');
     this.watch(this.followConn, 'follow');
   }

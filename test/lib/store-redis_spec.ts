@@ -248,6 +248,26 @@ describe('RedisStore (lib/store-redis)', function () {
     assert.equal(got.ops.length, 1);
   });
 
+  it('hands out its own change whose reply it gave up on, once the log shows it was stored', async function () {
+    // a command time of 1 ms: the reply to a large batch comes too late, but Redis stores it
+    const a = open({ commandTimeoutMs: 1 });
+    const got = collect(a);
+    await until(async () => {
+      try {
+        await a.load();
+        return true;
+      } catch {
+        return false; // 1 ms is short for the load too: tried again
+      }
+    }, 10_000, 'a load within 1 ms');
+    a.follow();
+    const batch: StoreOp[] = Array.from({ length: 3000 }, (_, i) => ({ op: 'user' as const, user: user(`bulk${i}`) }));
+    await assert.rejects(a.apply(batch), (err: Error) => err instanceof StoreError && /timed out/.test(err.message));
+    await until(() => got.ops.length === 1, 10_000, 'the stored batch from the log');
+    assert.equal(got.ops[0].length, 3000);
+    assert.equal(await admin.hlen('client-registry:users'), 3000);
+  });
+
   it('creates exactly one secret when instances start at once on an empty Redis', async function () {
     for (let round = 0; round < 5; round++) {
       await admin.flushall();
