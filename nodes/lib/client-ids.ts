@@ -34,6 +34,8 @@ export class ClientIdBindings {
   private unsaved = new Map<string, string | null>();
   private timer: NodeJS.Timeout | null = null;
   private saving: Promise<void> = Promise.resolve();
+  /** true while changes made elsewhere (another instance) are applied: they are stored already */
+  private quiet = false;
 
   constructor(
     private maxPerUser: number,
@@ -64,13 +66,40 @@ export class ClientIdBindings {
   }
 
   private changed(clientId: string, username: string | null): void {
-    if (!this.persist) return;
+    if (!this.persist || this.quiet) return;
     // re-inserted, so the map keeps the order of the last changes
     this.unsaved.delete(clientId);
     this.unsaved.set(clientId, username);
     if (this.timer) return;
     this.timer = setTimeout(() => void this.flush(), COALESCE_MS);
     this.timer.unref();
+  }
+
+  /**
+   * Runs `fn` without storing the binding changes it makes: they follow from a change another
+   * instance made and stored (deleting a user there frees its ids everywhere, stored once).
+   */
+  withoutStoring(fn: () => void): void {
+    const was = this.quiet;
+    this.quiet = true;
+    try {
+      fn();
+    } finally {
+      this.quiet = was;
+    }
+  }
+
+  /** A binding another instance made (username) or released (null); stored already. */
+  adopt(clientId: string, username: string | null): void {
+    this.unset(clientId);
+    if (username !== null) this.set(clientId, username);
+  }
+
+  /** Replaces every binding by the stored ones (the realm was read again). */
+  replace(entries: Record<string, string> | undefined): void {
+    this.owners.clear();
+    this.byUser.clear();
+    this.load(entries);
   }
 
   /** Restores stored bindings (no writes). */

@@ -170,14 +170,20 @@ export interface RealmEvents {
   users: [];
   /** the role list changed */
   roles: [];
-  /** the registration window opened or closed */
-  window: [state: WindowState];
-  /** a new registration request */
-  request: [request: PublicRequest];
-  /** a request was approved, denied or expired */
-  decision: [decision: Decision];
-  /** an audit entry was recorded */
-  audit: [entry: AuditEntry];
+  /**
+   * The registration window opened or closed. `remote`: on another instance sharing the realm
+   * (Redis store). Nodes send messages only for their own instance's events, so that flows
+   * deployed on every instance handle each event once; views refresh on all.
+   */
+  window: [state: WindowState, remote?: boolean];
+  /** a new registration request (`remote`: received by another instance) */
+  request: [request: PublicRequest, remote?: boolean];
+  /** a request was approved, denied or expired (`remote`: by another instance) */
+  decision: [decision: Decision, remote?: boolean];
+  /** an audit entry was recorded (`remote`: by another instance) */
+  audit: [entry: AuditEntry, remote?: boolean];
+  /** the shared store (Redis) became usable or unusable, or its durability is known */
+  store: [status: StoreStatus];
   /** the set of connected clients changed */
   clients: [];
   /** the certificate revocation list changed */
@@ -186,6 +192,20 @@ export interface RealmEvents {
   warning: [err: Error];
 }
 export type RealmEvent = keyof RealmEvents;
+
+/** How the realm's store stands, for node status and the admin API. */
+export interface StoreStatus {
+  /** 'file', 'redis', or 'memory' (no folder) */
+  type: 'file' | 'redis' | 'memory';
+  /** false while new logins and registrations are refused (Redis unreachable, being re-read) */
+  available: boolean;
+  /** why not available */
+  reason: string | null;
+  /** whether an acknowledged change survives a crash of the store; null until known */
+  durable: boolean | 'unknown' | null;
+  /** one sentence on durability, for the log and node status */
+  durability: string | null;
+}
 
 // ---- comms and routes --------------------------------------------------------------------------
 

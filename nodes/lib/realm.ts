@@ -130,7 +130,7 @@ export class Realm extends EventEmitter {
   /** client id -> the user it is bound to (the broker checks and binds at CONNECT) */
   readonly clientIds = new ClientIdBindings(DEFAULT_LIMITS.maxClientIdsPerUser);
   /** attempts with unknown usernames per address while they are lenient (each costs bcrypt) */
-  private readonly unknownLimiter: RateLimiter;
+  protected readonly unknownLimiter: RateLimiter;
   private unknownUsers: UnknownUsers | null = null;
   private certificateIssuer: ClientCertificates | null = null;
   /** users defined by registry-user config nodes, by username */

@@ -24,11 +24,21 @@ const realms = new WeakMap<object, RealmEntry>();
 
 /** The registry's folder: the store, and the CA unless the settings name other files. */
 function registryDir(settings: RegistrySettings, userDir: string | undefined): string | null {
-  if (settings.store.type === 'redis') {
-    throw new Error('clientRegistry.store type "redis" is not available in this version; use { type: "file" }');
-  }
+  if (settings.store.type === 'redis') return null;
   const dir = settings.store.path ?? (userDir ? path.join(userDir, 'client-registry') : null);
   return dir ? path.resolve(userDir ?? '.', dir) : null;
+}
+
+/** The store the settings name: Redis (shared by every instance using it) or the folder. */
+function openStore(settings: RegistrySettings, dir: string | null): Store | null {
+  const st = settings.store;
+  if (st.type === 'redis') {
+    // loaded only when asked for: a single instance never loads a Redis client
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const { RedisStore } = require('./store-redis') as typeof import('./store-redis');
+    return new RedisStore(st.url, { prefix: st.prefix, redis: st.options as never });
+  }
+  return dir ? new FileStore(dir) : null;
 }
 
 /** The runtime's realm, created (and its store loading) on first use. Throws on bad settings. */
@@ -37,7 +47,7 @@ export function getRealm(ctx: RuntimeContext): RealmEntry {
   if (!entry) {
     const settings = readSettings(ctx.settings.clientRegistry);
     const dir = registryDir(settings, ctx.settings.userDir);
-    const store: Store | null = dir ? new FileStore(dir) : null;
+    const store = openStore(settings, dir);
     const realm = new ClientRegistry(settings, store, dir);
     realm.start().catch(() => {
       /* kept in realm.error; nodes and routes report it */

@@ -5,7 +5,12 @@
 import { DEFAULT_POLICY, validatePolicy, type PasswordPolicy } from './passwords';
 import { DEFAULT_LOGIN_THROTTLE, type LoginThrottleOptions } from './throttle';
 
-export type StoreSettings = { type: 'file'; path?: string } | { type: 'redis'; url: string };
+/**
+ * Where the realm is kept. `redis`: every instance pointing at the same Redis (and prefix) is one
+ * system; TLS (`rediss://`), password, user and db go in the URL, anything else ioredis takes
+ * (sentinels, tls options) in `options`.
+ */
+export type StoreSettings = { type: 'file'; path?: string } | { type: 'redis'; url: string; prefix?: string; options?: Record<string, unknown> };
 
 /**
  * Limits on what the network can make the broker hold before and after authentication
@@ -89,6 +94,22 @@ function positiveInt(name: string, v: unknown, min: number, max: number): number
   return v as number;
 }
 
+function redisSettings(st: Record<string, unknown>): StoreSettings {
+  const url = st.url as string;
+  if (!/^rediss?:\/\//.test(url)) throw new Error('clientRegistry.store.url must be a redis:// or rediss:// URL');
+  try {
+    new URL(url);
+  } catch {
+    throw new Error('clientRegistry.store.url is not a valid URL');
+  }
+  if (st.prefix !== undefined && (typeof st.prefix !== 'string' || st.prefix === '' || st.prefix.length > 100)) throw new Error('clientRegistry.store.prefix must be a non-empty string (at most 100 characters)');
+  if (st.options !== undefined && (typeof st.options !== 'object' || st.options === null || Array.isArray(st.options))) throw new Error('clientRegistry.store.options must be an object (ioredis options)');
+  const out: StoreSettings = { type: 'redis', url };
+  if (st.prefix !== undefined) out.prefix = st.prefix as string;
+  if (st.options !== undefined) out.options = st.options as Record<string, unknown>;
+  return out;
+}
+
 /** Reads and checks the settings; throws an Error naming the bad field. */
 export function readSettings(raw: unknown): RegistrySettings {
   if (raw === undefined || raw === null) return { ...DEFAULTS };
@@ -98,7 +119,7 @@ export function readSettings(raw: unknown): RegistrySettings {
   if (r.store !== undefined) {
     const st = r.store as Record<string, unknown>;
     if (st?.type === 'file') s.store = { type: 'file', path: typeof st.path === 'string' ? st.path : undefined };
-    else if (st?.type === 'redis' && typeof st.url === 'string') s.store = { type: 'redis', url: st.url };
+    else if (st?.type === 'redis' && typeof st.url === 'string') s.store = redisSettings(st);
     else throw new Error('clientRegistry.store must be { type: "file" } or { type: "redis", url }');
   }
   if (r.passwordPolicy !== undefined) {

@@ -23,7 +23,7 @@
 import { EventEmitter } from 'node:events';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { Redis, type RedisOptions } from 'ioredis';
-import { AUDIT_KEEP, StoreError, type RealmSnapshot, type Store, type StoreOp, type StoredRequest } from './store';
+import { AUDIT_KEEP, ConflictError, StoreError, type Expectation, type RealmSnapshot, type Store, type StoreOp, type StoredRequest } from './store';
 import type { AuditEntry } from './contract';
 import type { User } from './realm';
 
@@ -65,6 +65,8 @@ export interface RedisStoreEvents {
   resync: [reason: string];
   /** a connection to Redis went down ('down', with the error) or came back ('up') */
   connection: [state: 'up' | 'down', which: 'command' | 'follow', error?: Error];
+  /** a signal another instance sent (see signal()) */
+  signal: [payload: unknown];
 }
 
 const FORMAT = '1';
@@ -83,16 +85,27 @@ const KEY = {
   revokedSet: 'revoked:set',
   revokedSerials: 'revokedSerials',
   revokedSerialsSet: 'revokedSerials:set',
-  clientIds: 'clientIds'
+  clientIds: 'clientIds',
+  window: 'window',
+  signals: 'signals'
 } as const;
 
-const APPLY_KEYS = ['seq', 'logId', 'log', 'users', 'requests', 'audit', 'revoked', 'revokedSet', 'revokedSerials', 'revokedSerialsSet', 'clientIds'] as const;
+const APPLY_KEYS = ['seq', 'logId', 'log', 'users', 'requests', 'audit', 'revoked', 'revokedSet', 'revokedSerials', 'revokedSerialsSet', 'clientIds', 'window'] as const;
 
-// ARGV: origin, tag, maxlen, auditKeep, ops (JSON, for the log), count, then count triples
+// ARGV: origin, tag, maxlen, auditKeep, ops (JSON, for the log), expectations (JSON), count,
+// then count triples. Nothing is written unless every expectation holds.
 const APPLY_LUA = `
+for _, e in ipairs(cjson.decode(ARGV[6])) do
+  local v = redis.call('HGET', e[1] == 'user' and KEYS[4] or KEYS[5], e[2])
+  if e[3] == 'absent' then
+    if v then return {0, e[1] .. ' "' .. e[2] .. '" exists'} end
+  elseif not v then return {0, e[1] .. ' "' .. e[2] .. '" does not exist'}
+  elseif e[3] == 'pending' and cjson.decode(v).status ~= 'pending' then return {0, e[1] .. ' "' .. e[2] .. '" is no longer pending'}
+  end
+end
 local seq = redis.call('INCR', KEYS[1])
-local n = tonumber(ARGV[6])
-local i = 7
+local n = tonumber(ARGV[7])
+local i = 8
 for _ = 1, n do
   local k, a, b = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   i = i + 3
@@ -109,6 +122,7 @@ for _ = 1, n do
     if redis.call('SADD', KEYS[10], a) == 1 then redis.call('RPUSH', KEYS[9], b) end
   elseif k == 'bind' then redis.call('HSET', KEYS[11], a, b)
   elseif k == 'unbind' then redis.call('HDEL', KEYS[11], a)
+  elseif k == 'window' then redis.call('SET', KEYS[12], b)
   end
 end
 local id = redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*', 'seq', seq, 'origin', ARGV[1], 'tag', ARGV[2], 'ops', ARGV[5])
@@ -116,7 +130,7 @@ redis.call('SET', KEYS[2], id)
 return {seq, id}
 `;
 
-const LOAD_KEYS = ['format', 'secret', 'seq', 'logId', 'users', 'requests', 'audit', 'revoked', 'revokedSerials', 'clientIds'] as const;
+const LOAD_KEYS = ['format', 'secret', 'seq', 'logId', 'users', 'requests', 'audit', 'revoked', 'revokedSerials', 'clientIds', 'window'] as const;
 
 // ARGV: format, a new secret (kept only if there is none yet)
 const LOAD_LUA = `
@@ -134,15 +148,23 @@ return {
   redis.call('LRANGE', KEYS[7], 0, -1),
   redis.call('LRANGE', KEYS[8], 0, -1),
   redis.call('LRANGE', KEYS[9], 0, -1),
-  redis.call('HGETALL', KEYS[10])
+  redis.call('HGETALL', KEYS[10]),
+  redis.call('GET', KEYS[11]) or ''
 }
 `;
 
-type LoadReply = ['format', string] | ['ok', string, string, string, string[], string[], string[], string[], string[], string[]];
+// a client id bound to nobody is bound to ARGV[1]; the reply is its owner afterwards
+const CLAIM_LUA = `
+redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2])
+return redis.call('HGET', KEYS[1], ARGV[1])
+`;
+
+type LoadReply = ['format', string] | ['ok', string, string, string, string[], string[], string[], string[], string[], string[], string];
 
 interface ScriptConn extends Redis {
   crApply(...args: (string | number)[]): Promise<[number, string]>;
   crLoad(...args: (string | number)[]): Promise<LoadReply>;
+  crClaim(...args: string[]): Promise<string | null>;
 }
 
 /** The arguments of the apply script for these changes (throws on a change it does not know). */
@@ -174,6 +196,9 @@ function encodeOps(ops: StoreOp[]): string[] {
         break;
       case 'unbindClientIds':
         for (const id of o.clientIds) out.push('unbind', id, '');
+        break;
+      case 'window':
+        out.push('window', '', JSON.stringify({ closesAt: o.closesAt, by: o.by }));
         break;
       default:
         throw new StoreError(`unknown change ${JSON.stringify((o as { op?: unknown }).op)}`);
@@ -227,11 +252,13 @@ function whenReady(conn: Redis, ms: number): Promise<void> {
 }
 
 /** State of a change this instance sent, until its log entry is seen or it is settled. */
-type TagState = 'pending' | 'seen' | 'failed';
+/** 'pending' until settled; the log sequence once the log shows it; 'failed' once given up on */
+type TagState = 'pending' | number | 'failed';
 const MAX_FAILED_TAGS = 1000;
 
 export class RedisStore extends EventEmitter<RedisStoreEvents> implements Store {
   readonly location: string;
+  readonly shared = true;
   /** this instance's id in the log entries it writes */
   readonly instanceId = randomUUID();
   private readonly prefix: string;
@@ -240,6 +267,10 @@ export class RedisStore extends EventEmitter<RedisStoreEvents> implements Store 
   private readonly connectTimeoutMs: number;
   private readonly conn: ScriptConn;
   private readonly followConn: Redis;
+  /** pub/sub connection for signals, made when someone listens (listenForSignals) */
+  private signalConn: Redis | null = null;
+  private readonly url: string;
+  private readonly common: RedisOptions;
   private pos: LogPosition | null = null;
   private counter = 0;
   private readonly tags = new Map<string, TagState>();
@@ -266,7 +297,10 @@ export class RedisStore extends EventEmitter<RedisStoreEvents> implements Store 
       lazyConnect: true,
       ...options.redis
     };
+    this.url = url;
+    this.common = { ...common, commandTimeout };
     this.conn = new Redis(url, { ...common, commandTimeout, connectionName: `client-registry:${this.instanceId}` }) as ScriptConn;
+    this.conn.defineCommand('crClaim', { numberOfKeys: 1, lua: CLAIM_LUA });
     this.conn.defineCommand('crApply', { numberOfKeys: APPLY_KEYS.length, lua: APPLY_LUA });
     this.conn.defineCommand('crLoad', { numberOfKeys: LOAD_KEYS.length, lua: LOAD_LUA });
     // the follower's XREAD blocks for blockMs: its replies may take that long, no longer
@@ -321,7 +355,7 @@ export class RedisStore extends EventEmitter<RedisStoreEvents> implements Store 
     if (reply[0] === 'format') {
       throw new StoreError(`Redis at ${this.location} holds a client registry of format ${reply[1]} under "${this.prefix}"; this version reads format ${FORMAT}. It is never replaced automatically.`);
     }
-    const [, secret, seq, logId, users, requests, audit, revoked, revokedSerials, clientIds] = reply;
+    const [, secret, seq, logId, users, requests, audit, revoked, revokedSerials, clientIds, window] = reply;
     const parse =
       (what: string) =>
       <T>(v: string, field?: string): T => {
@@ -342,31 +376,35 @@ export class RedisStore extends EventEmitter<RedisStoreEvents> implements Store 
       revokedSerials: revokedSerials.map((v) => parse(KEY.revokedSerials)<{ serial: string; revokedAt: string }>(v)),
       clientIds: record(clientIds, (v) => v)
     };
+    if (window) snapshot.window = parse(KEY.window)<{ closesAt: number; by: string }>(window);
     this.pos = { seq: snapshot.seq, id: logId };
     return snapshot;
   }
 
-  apply(ops: StoreOp[]): Promise<void> {
+  apply(ops: StoreOp[], expect: Expectation[] = []): Promise<number> {
     if (this.closed) return Promise.reject(new StoreError('store is closed'));
     let args: string[];
     try {
       // a revocation's time is fixed here, so every instance stores and replays the same
       const fixed = ops.map((o) => (o.op === 'revoke' && o.serial && !o.at ? { ...o, at: new Date().toISOString() } : o));
       const encoded = encodeOps(fixed);
-      args = [JSON.stringify(fixed), String(encoded.length / 3), ...encoded];
+      const expectations = expect.map((e) => ('user' in e ? ['user', e.user, e.is] : ['request', e.request, e.is]));
+      args = [JSON.stringify(fixed), expectations.length > 0 ? JSON.stringify(expectations) : '[]', String(encoded.length / 3), ...encoded];
     } catch (err) {
       return Promise.reject(err instanceof StoreError ? err : new StoreError((err as Error).message));
     }
     const tag = String(++this.counter);
     this.tags.set(tag, 'pending');
     const run = this.conn.crApply(...APPLY_KEYS.map((k) => this.key(k)), this.instanceId, tag, this.logMaxLen, AUDIT_KEEP, ...args).then(
-      () => {
+      ([seq, detail]) => {
         this.tags.delete(tag);
+        if (Number(seq) === 0) throw new ConflictError(`changed meanwhile (on another instance): ${detail}`);
+        return Number(seq);
       },
       (err: Error) => {
         const state = this.tags.get(tag);
         this.tags.delete(tag);
-        if (state === 'seen') return; // the log holds it: it was stored, only the reply was lost
+        if (typeof state === 'number') return state; // the log holds it: it was stored, only the reply was lost
         const neverSent = /enableOfflineQueue/.test(err.message);
         if (!neverSent && err.name !== 'ReplyError') this.markFailed(tag);
         throw new StoreError(`cannot write to Redis at ${this.location}: ${neverSent ? 'not connected' : err.message}`);
@@ -429,7 +467,7 @@ export class RedisStore extends EventEmitter<RedisStoreEvents> implements Store 
           at.id = id;
           if (f.origin === this.instanceId) {
             const state = this.tags.get(f.tag);
-            if (state === 'pending') this.tags.set(f.tag, 'seen');
+            if (state === 'pending') this.tags.set(f.tag, seq);
             if (state !== 'failed') continue; // applied by its writer, this instance
             this.tags.delete(f.tag);
           }
@@ -500,12 +538,54 @@ export class RedisStore extends EventEmitter<RedisStoreEvents> implements Store 
     };
   }
 
+  /**
+   * Binds a client id to `username` unless it is bound already (atomically, across every
+   * instance); resolves with its owner afterwards. The binding is then also written through the
+   * log like any other (apply), so every instance learns of it.
+   */
+  async claimClientId(clientId: string, username: string): Promise<string> {
+    if (this.closed) throw new StoreError('store is closed');
+    try {
+      return (await this.conn.crClaim(this.key('clientIds'), clientId, username)) ?? username;
+    } catch (err) {
+      throw new StoreError(`cannot reach Redis at ${this.location}: ${/enableOfflineQueue/.test((err as Error).message) ? 'not connected' : (err as Error).message}`);
+    }
+  }
+
+  /**
+   * Sends a small notice to the other instances (Redis pub/sub: fire and forget, lost while an
+   * instance is away). For what may be lost: counters of failed logins and budgets.
+   */
+  signal(payload: unknown): void {
+    if (this.closed || this.conn.status !== 'ready') return;
+    this.conn.publish(this.key('signals'), JSON.stringify({ origin: this.instanceId, payload })).catch(() => undefined);
+  }
+
+  /** Starts receiving other instances' signals ('signal' events). */
+  listenForSignals(): void {
+    if (this.signalConn || this.closed) return;
+    const conn = new Redis(this.url, { ...this.common, commandTimeout: undefined, connectionName: `client-registry:signals:${this.instanceId}`, lazyConnect: false });
+    this.signalConn = conn;
+    conn.on('error', () => undefined); // reconnects by itself; availability is told by the other connections
+    conn.on('ready', () => void conn.subscribe(this.key('signals')).catch(() => undefined));
+    conn.on('message', (_channel: string, text: string) => {
+      let msg: { origin?: unknown; payload?: unknown };
+      try {
+        msg = JSON.parse(text) as typeof msg;
+      } catch {
+        return;
+      }
+      if (msg && msg.origin !== this.instanceId) this.emit('signal', msg.payload);
+    });
+  }
+
   /** Waits (a bounded time) for changes in flight, then ends both connections. */
   async close(): Promise<void> {
     if (this.closed) return;
     const pending = [...this.inFlight];
     await Promise.race([Promise.allSettled(pending), sleep(this.connectTimeoutMs)]);
     this.closed = true;
+    this.signalConn?.disconnect();
     this.followConn.disconnect();
     const quit = this.conn.status === 'ready' ? this.conn.quit().catch(() => undefined) : Promise.resolve();
     await Promise.race([quit, sleep(1000)]);

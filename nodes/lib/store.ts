@@ -62,6 +62,11 @@ export interface RealmSnapshot {
   revokedSerials?: { serial: string; revokedAt: string }[];
   /** client id -> the user it is bound to (see ClientIdBindings) */
   clientIds?: Record<string, string>;
+  /**
+   * the registration window, kept only by a shared store (Redis): every instance opens and locks
+   * it together. The file store never writes it (a restart of the one instance locks it).
+   */
+  window?: { closesAt: number; by: string };
 }
 
 export type StoreOp =
@@ -72,20 +77,37 @@ export type StoreOp =
   | { op: 'audit'; entry: AuditEntry }
   | { op: 'revoke'; fingerprint: string; serial?: string; at?: string }
   | { op: 'bindClientId'; clientId: string; username: string }
-  | { op: 'unbindClientIds'; clientIds: string[] };
+  | { op: 'unbindClientIds'; clientIds: string[] }
+  /** the window opened until `closesAt` (ms since 1970), or locked (0); shared stores only */
+  | { op: 'window'; closesAt: number; by: string };
 
 export const AUDIT_KEEP = 1000;
+
+/**
+ * What must still hold when a change is written to a shared store: another instance may have
+ * changed the same user or request since this one looked. A file store has one writer, whose own
+ * checks (in memory) already hold, so it ignores them.
+ */
+export type Expectation = { user: string; is: 'absent' | 'present' } | { request: string; is: 'present' | 'pending' };
 
 export interface Store {
   /** Reads the stored state. Rejects with StoreError when it cannot be read. */
   load(): Promise<RealmSnapshot>;
-  /** Resolves once the changes are durable. Changes apply in call order. */
-  apply(ops: StoreOp[]): Promise<void>;
+  /**
+   * Resolves once the changes are durable. Changes apply in call order. A shared store resolves
+   * with the change's number in the order every instance applies changes (its log sequence).
+   */
+  apply(ops: StoreOp[], expect?: Expectation[]): Promise<void | number>;
   close(): Promise<void>;
   readonly location: string;
+  /** true for a store several instances share (they then follow each other's changes) */
+  readonly shared?: boolean;
 }
 
 export class StoreError extends Error {}
+
+/** An expectation of a change no longer held (another instance changed the same thing first). */
+export class ConflictError extends StoreError {}
 
 export function emptySnapshot(): RealmSnapshot {
   return { version: 1, seq: 0, secret: randomBytes(32).toString('hex'), users: {}, requests: {}, audit: [], revoked: [], revokedSerials: [], clientIds: {} };
@@ -123,6 +145,9 @@ export function applyOps(s: RealmSnapshot, ops: StoreOp[]): void {
       case 'unbindClientIds':
         if (s.clientIds) for (const id of o.clientIds) delete s.clientIds[id];
         break;
+      case 'window':
+        s.window = { closesAt: o.closesAt, by: o.by };
+        break;
       case 'audit':
         s.audit.push(o.entry);
         if (s.audit.length > AUDIT_KEEP) s.audit.splice(0, s.audit.length - AUDIT_KEEP);
@@ -139,7 +164,8 @@ const OP_FIELDS: Record<StoreOp['op'], [string, string]> = {
   audit: ['entry', 'object'],
   revoke: ['fingerprint', 'string'],
   bindClientId: ['clientId', 'string'],
-  unbindClientIds: ['clientIds', 'object']
+  unbindClientIds: ['clientIds', 'object'],
+  window: ['closesAt', 'number']
 };
 
 /** Why a journal record is not one this store wrote, or null. */

@@ -23,9 +23,16 @@ interface BackoffEntry {
   inflight: number;
 }
 
+/**
+ * Told of every failure recorded and every reset, so that instances sharing one realm count
+ * failures together (see registry/replication). Not called for changes that came from there.
+ */
+export type Replicate = (change: 'failure' | 'reset' | 'take', key: string) => void;
+
 /** Exponential back-off keyed by a string (a username, an address). */
 export class Backoff {
   private readonly entries = new Map<string, BackoffEntry>();
+  replicate: Replicate | null = null;
 
   constructor(
     private readonly opts: BackoffOptions,
@@ -63,7 +70,8 @@ export class Backoff {
     if (failed) this.failure(key);
   }
 
-  failure(key: string): void {
+  failure(key: string, replicated = false): void {
+    if (!replicated) this.replicate?.('failure', key);
     const now = this.now();
     const e = this.live(key) ?? { failures: 0, until: 0, last: now, inflight: 0 };
     e.failures++;
@@ -80,7 +88,8 @@ export class Backoff {
     if (this.entries.size > this.opts.maxEntries) this.entries.delete(this.entries.keys().next().value as string);
   }
 
-  reset(key: string): void {
+  reset(key: string, replicated = false): void {
+    if (!replicated && this.entries.has(key)) this.replicate?.('reset', key);
     this.entries.delete(key);
   }
 
@@ -138,6 +147,7 @@ export class LoginThrottle {
 /** Token buckets keyed by a string: `capacity` attempts at once, refilled at `perMinute`. */
 export class RateLimiter {
   private readonly buckets = new Map<string, { tokens: number; at: number }>();
+  replicate: Replicate | null = null;
 
   constructor(
     private readonly capacity: number,
@@ -146,13 +156,15 @@ export class RateLimiter {
     private readonly now: () => number = Date.now
   ) {}
 
-  take(key: string): boolean {
+  /** Takes one attempt from the key's bucket; false when it is empty. `replicated`: another instance's, taken even then. */
+  take(key: string, replicated = false): boolean {
     const now = this.now();
     const b = this.buckets.get(key) ?? { tokens: this.capacity, at: now };
     b.tokens = Math.min(this.capacity, b.tokens + ((now - b.at) * this.perMinute) / 60_000);
     b.at = now;
     const ok = b.tokens >= 1;
-    if (ok) b.tokens -= 1;
+    if (ok || replicated) b.tokens = Math.max(0, b.tokens - 1);
+    if (ok && !replicated) this.replicate?.('take', key);
     this.buckets.delete(key);
     this.buckets.set(key, b);
     if (this.buckets.size > this.maxEntries) this.buckets.delete(this.buckets.keys().next().value as string);

@@ -48,12 +48,16 @@ export = function (RED: NodeAPI) {
     const showStatus = (): void => {
       statusTimer = null;
       if (!node.broker) return;
-      node.status({
-        fill: 'green',
-        shape: 'dot',
-        text: RED._('registry-broker.status.listening', { listeners, clients: node.broker.clientCount })
-      });
+      const text = RED._('registry-broker.status.listening', { listeners, clients: node.broker.clientCount });
+      // a shared store (Redis) that is unreachable, or that may lose acknowledged changes, is
+      // said where the administrator looks
+      const store = runtime instanceof Error ? null : runtime.realm.storeStatus();
+      if (store && !store.available) node.status({ fill: 'red', shape: 'ring', text: RED._('registry-broker.status.storeDown', { text }) });
+      else if (store?.type === 'redis' && store.durable !== true && store.durable !== null) node.status({ fill: 'yellow', shape: 'dot', text: RED._('registry-broker.status.notDurable', { text }) });
+      else node.status({ fill: 'green', shape: 'dot', text });
     };
+    const onStore = (): void => scheduleStatus();
+    if (!(runtime instanceof Error)) runtime.realm.on('store', onStore);
     // at most two status updates a second, however fast clients come and go
     const scheduleStatus = (): void => {
       statusTimer ??= setTimeout(showStatus, 500);
@@ -141,6 +145,7 @@ export = function (RED: NodeAPI) {
     node.on('close', (_removed: boolean, done: () => void) => {
       if (statusTimer) clearTimeout(statusTimer);
       statusTimer = null;
+      if (!(runtime instanceof Error)) runtime.realm.off('store', onStore);
       node.started
         .then(() => node.broker?.close())
         // the client-id bindings of the last connections reach the disk before a shutdown

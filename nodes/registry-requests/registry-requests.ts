@@ -46,11 +46,14 @@ export = function (RED: NodeAPI) {
       const n = realm.pendingCount;
       node.status({ fill: n > 0 ? 'yellow' : 'grey', shape: n > 0 ? 'dot' : 'ring', text: RED._('registry-requests.status.pending', { count: n }) });
     };
-    const onRequest = (request: PublicRequest): void => {
-      node.send({ topic: 'request', payload: request });
+    // events of other instances sharing the realm (Redis) update the status only: the same flows
+    // run there and send their own messages, so each event reaches the flows once
+    const onRequest = (request: PublicRequest, remote?: boolean): void => {
+      if (!remote) node.send({ topic: 'request', payload: request });
       showStatus();
     };
-    const onDecision = (d: Decision): void => {
+    const onDecision = (d: Decision, remote?: boolean): void => {
+      if (remote) return showStatus();
       const msg: Record<string, unknown> = { topic: d.kind, payload: d.request };
       if ('user' in d) msg.user = d.user;
       node.send(msg);

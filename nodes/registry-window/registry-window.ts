@@ -46,8 +46,9 @@ export = function (RED: NodeAPI) {
         node.status({ fill: 'grey', shape: 'ring', text: RED._('registry-window.status.locked') });
       }
     };
-    const onWindow = (w: WindowState): void => {
-      node.send({ topic: 'window', payload: { open: w.open, closesAt: w.closesAt } });
+    // another instance's change (shared realm) updates the status only: its own flows send it
+    const onWindow = (w: WindowState, remote?: boolean): void => {
+      if (!remote) node.send({ topic: 'window', payload: { open: w.open, closesAt: w.closesAt } });
       showStatus();
     };
     realm.on('window', onWindow);

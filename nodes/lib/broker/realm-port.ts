@@ -3,7 +3,7 @@
  * (and the client registry in front of it) implements it; the broker imports only types from the
  * realm and the contract.
  */
-import type { BrokerAddresses, RealmEvents, RegistrationOutcome } from '../contract';
+import type { BrokerAddresses, RealmEvents, RefusalCode, RegistrationOutcome } from '../contract';
 import type { CompiledPermissions } from '../permissions';
 import type { BindResult } from '../client-ids';
 import type { AuthRefusal, ConnectedClient, User } from '../realm';
@@ -39,6 +39,11 @@ export interface BrokerRealm {
     ownerOf(clientId: string): string | undefined;
     bind(clientId: string, username: string, connected: (clientId: string) => boolean): BindResult;
   };
+  /**
+   * Several instances sharing the realm: binds a client id none of them has bound yet, across
+   * all of them at once; resolves with a refusal or null. Absent for a realm of one instance.
+   */
+  claimClientId?(clientId: string, username: string): Promise<{ code: RefusalCode; reason: string } | null>;
   /** the running brokers bound to this realm */
   readonly brokers: { add(broker: BrokerView): unknown; delete(broker: BrokerView): unknown };
   on<E extends keyof RealmEventsSeen>(event: E, listener: Listener<RealmEventsSeen[E]>): unknown;

@@ -60,7 +60,7 @@ export class Approval {
       const user = newUser({ username: request.username, passwordHash: request.passwordHash, roles, source: 'registry', createdAt: now, certificates });
       const decided = this.decided(request, { status: 'approved', decidedAt: now, decidedBy: by, grantedRoles: user.roles, certificate });
       const entry = ctx.audit.entry('approved', user.username, by, { requestId: id, details: { roles: user.roles, pairingCode: request.pairingCode } });
-      await ctx.write([{ op: 'user', user }, { op: 'request', request: decided }, { op: 'audit', entry }]);
+      await ctx.write([{ op: 'user', user }, { op: 'request', request: decided }, { op: 'audit', entry }], [{ request: id, is: 'pending' }, { user: user.username, is: 'absent' }]);
       ctx.storedUsers.set(user);
       ctx.requests.index(decided);
       ctx.throttle.byUsername.reset(user.username);
@@ -84,7 +84,7 @@ export class Approval {
       const by = opts.by ?? 'flow';
       const decided = this.decided(request, { status: 'denied', decidedAt: new Date().toISOString(), decidedBy: by });
       const entry = ctx.audit.entry('denied', request.username, by, { requestId: id, details: { pairingCode: request.pairingCode } });
-      await ctx.write([{ op: 'request', request: decided }, { op: 'audit', entry }]);
+      await ctx.write([{ op: 'request', request: decided }, { op: 'audit', entry }], [{ request: id, is: 'pending' }]);
       ctx.requests.index(decided);
       ctx.audit.remember(entry);
       const pub = publicRequest(decided);

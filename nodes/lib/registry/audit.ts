@@ -6,7 +6,7 @@ export class AuditLog {
   private entries: AuditEntry[] = [];
 
   /** `announce` is told of every entry remembered (the registry's 'audit' event). */
-  constructor(private readonly announce: (entry: AuditEntry) => void) {}
+  constructor(private readonly announce: (entry: AuditEntry, remote?: boolean) => void) {}
 
   /** Takes the stored entries (at start). */
   load(entries: AuditEntry[]): void {
@@ -18,11 +18,11 @@ export class AuditLog {
     return { at: new Date().toISOString(), action, username, by, ...extra };
   }
 
-  /** Keeps a stored entry in memory and announces it. */
-  remember(entry: AuditEntry): void {
+  /** Keeps a stored entry in memory and announces it (`remote`: another instance recorded it). */
+  remember(entry: AuditEntry, remote = false): void {
     this.entries.push(entry);
     if (this.entries.length > AUDIT_KEEP) this.entries.splice(0, this.entries.length - AUDIT_KEEP);
-    this.announce(entry);
+    this.announce(entry, remote);
   }
 
   /** The newest `limit` entries, newest first. */

@@ -7,7 +7,7 @@ import type { RealmEvents, WindowState } from '../contract';
 import type { PasswordHasher } from '../passwords';
 import type { User } from '../realm';
 import type { RegistrySettings } from '../settings';
-import type { StoreOp } from '../store';
+import type { Expectation, StoreOp } from '../store';
 import type { LoginThrottle } from '../throttle';
 import type { AuditLog } from './audit';
 import type { RequestTable } from './requests';
@@ -24,7 +24,7 @@ export interface RegistryContext {
   /** resolves once the store is loaded and flow users are hashed */
   ready(): Promise<void>;
   /** stores changes durably (before anything changes in memory) */
-  write(ops: StoreOp[]): Promise<void>;
+  write(ops: StoreOp[], expect?: Expectation[]): Promise<void>;
   getUser(username: string): User | undefined;
   /** the realm's table of stored users (after the write), without announcing anything */
   storedUsers: { set(user: User): void; delete(username: string): void };

@@ -12,18 +12,19 @@
  * 'decision' ({ kind: 'approved' | 'denied' | 'expired', request: PublicRequest, user? }),
  * 'audit' (AuditEntry), 'crl' (), 'warning' (Error); see RealmEvents in the contract.
  */
-import type { AuditEntry, PublicRequest, WindowState } from '../contract';
+import { CONNACK, type AuditEntry, type PublicRequest, type StoreStatus, type WindowState } from '../contract';
 import { Realm, type AuthResult, type User } from '../realm';
 import type { RegistrySettings } from '../settings';
-import type { Store } from '../store';
+import type { RealmSnapshot, Store, StoreOp } from '../store';
 import { Approval } from './approval';
 import { AuditLog } from './audit';
 import { Certificates } from './certificates';
 import type { RegistryContext } from './context';
 import { StoreLifecycle } from './lifecycle';
 import { Registration, connackAnswer, httpAnswer, parseRegistrationBody, type HttpAnswer } from './registration';
-import { RequestTable, type StoredRequest } from './requests';
-import { UserAdmin } from './users';
+import { Replication, isShared, type SharedStore } from './replication';
+import { RequestTable, publicRequest, type StoredRequest } from './requests';
+import { UserAdmin, publicUser } from './users';
 import { RegistrationWindow } from './window';
 
 export type { AuditEntry, PublicRequest, PublicUser, WindowState } from '../contract';
@@ -46,6 +47,12 @@ export class ClientRegistry extends Realm {
   /** the one registration decision, which the MQTT and REST flows call */
   readonly registration: Registration;
   private sweepTimer: NodeJS.Timeout | null = null;
+  /** the store several instances share (Redis), or null */
+  private readonly shared: SharedStore | null;
+  private replication: Replication | null = null;
+  /** see claim(); set only when the store is shared */
+  readonly claimClientId?: (clientId: string, username: string) => Promise<{ code: 2 | 3; reason: string } | null>;
+  private durability: Pick<StoreStatus, 'durable' | 'durability'> = { durable: null, durability: null };
 
   constructor(
     readonly settings: RegistrySettings,
@@ -54,8 +61,11 @@ export class ClientRegistry extends Realm {
   ) {
     super({ bcryptCost: settings.bcryptCost, loginThrottle: settings.loginThrottle });
     this.lifecycle = new StoreLifecycle(store);
-    this.audit = new AuditLog((entry) => this.emit('audit', entry));
-    this.window = new RegistrationWindow(this.audit, (state) => this.emit('window', state));
+    this.shared = isShared(store) ? store : null;
+    const shared = this.shared;
+    if (shared) this.claimClientId = (clientId, username) => this.claim(shared, clientId, username);
+    this.audit = new AuditLog((entry, remote) => this.emit('audit', entry, remote));
+    this.window = new RegistrationWindow(this.audit, (state, remote) => this.emit('window', state, remote));
     const ctx: RegistryContext = {
       settings,
       hasher: this.hasher,
@@ -65,7 +75,7 @@ export class ClientRegistry extends Realm {
       busy: new Set<string>(),
       window: () => this.window.state(),
       ready: () => this.ready(),
-      write: (ops) => this.lifecycle.write(ops),
+      write: (ops, expect) => this.lifecycle.write(ops, expect),
       getUser: (username) => this.getUser(username),
       storedUsers: {
         set: (user) => void this.storedUsers.set(user.username, user),
@@ -99,8 +109,10 @@ export class ClientRegistry extends Realm {
         this.clientIds.configure(this.settings.limits.maxClientIdsPerUser, (ops) =>
           this.lifecycle.write(ops).catch((err: Error) => void this.emit('warning', new Error(`client id bindings not stored: ${err.message}`)))
         );
+        if (s.window) this.window.adopt(s.window.closesAt);
       },
       async () => {
+        if (this.shared) await this.share(this.shared);
         await this.certificates.open();
         this.sweepTimer = setInterval(() => void this.sweep().catch(() => undefined), 60_000);
         this.sweepTimer.unref();
@@ -119,6 +131,131 @@ export class ClientRegistry extends Realm {
     return this.lifecycle.error;
   }
 
+  // ---- several instances (shared store) --------------------------------------------------------
+
+  /** Joins the other instances on the shared store: follows their changes, shares counters. */
+  private async share(store: SharedStore): Promise<void> {
+    const replication = new Replication(store, {
+      apply: (ops) => this.applyRemote(ops),
+      reload: (snapshot) => this.reload(snapshot),
+      availability: () => void this.emit('store', this.storeStatus()),
+      counters: { username: this.throttle.byUsername, address: this.throttle.byAddress, unknown: this.unknownLimiter, registrations: this.registration.limiter },
+      warning: (err) => void this.emit('warning', err)
+    });
+    this.replication = replication;
+    this.lifecycle.replication = replication;
+    this.window.share = (closesAt, by, entry) => {
+      this.lifecycle.write([{ op: 'window', closesAt, by }, { op: 'audit', entry }]).catch((err: Error) => {
+        // the other instances did not hear of it: an opening is taken back here too
+        if (closesAt > 0) this.window.adopt(0);
+        this.emit('warning', new Error(`the registration window change was not stored: ${err.message}`));
+      });
+    };
+    await replication.start();
+    store.durability().then(
+      (d) => {
+        this.durability = { durable: d.durable, durability: d.detail };
+        if (d.durable !== true) this.emit('warning', new Error(`client registry store ${store.location}: ${d.detail}`));
+        this.emit('store', this.storeStatus());
+      },
+      (err: Error) => void this.emit('warning', new Error(`cannot read Redis' persistence settings: ${err.message}`))
+    );
+  }
+
+  /** How the store stands: type, whether logins may be decided now, durability. */
+  storeStatus(): StoreStatus {
+    const error = this.lifecycle.error;
+    if (this.shared) {
+      const available = !error && !!this.replication?.available;
+      return { type: 'redis', available, reason: error ? error.message : available ? null : (this.replication?.unavailableReason ?? 'not started'), ...this.durability };
+    }
+    return {
+      type: this.lifecycle.location ? 'file' : 'memory',
+      available: !error,
+      reason: error?.message ?? null,
+      durable: this.lifecycle.location ? true : false,
+      durability: this.lifecycle.location ? null : 'no store folder: changes are kept in memory only'
+    };
+  }
+
+  /** Changes another instance stored, applied here as if made here (without writing them). */
+  private applyRemote(ops: StoreOp[]): void {
+    this.clientIds.withoutStoring(() => {
+      for (const o of ops) {
+        switch (o.op) {
+          case 'user': {
+            const before = this.storedUsers.get(o.user.username);
+            this.storedUsers.set(o.user.username, o.user);
+            this.userChanged(o.user.username, before ? 'user changed' : 'user created');
+            break;
+          }
+          case 'deleteUser':
+            if (this.storedUsers.delete(o.username)) this.userChanged(o.username, 'user deleted');
+            break;
+          case 'request': {
+            const before = this.requests.get(o.request.id);
+            this.requests.index(o.request);
+            if (!before && o.request.status === 'pending') this.emit('request', publicRequest(o.request), true);
+            else if (before?.status === 'pending' && o.request.status !== 'pending') this.announceDecision(o.request);
+            break;
+          }
+          case 'deleteRequest': {
+            const r = this.requests.get(o.id);
+            if (!r) break;
+            this.requests.unindex(r);
+            if (r.status === 'pending') this.emit('decision', { kind: 'expired', request: publicRequest(r) }, true);
+            break;
+          }
+          case 'audit':
+            this.audit.remember(o.entry, true);
+            break;
+          case 'revoke':
+            this.certificates.revokedNow([o]);
+            break;
+          case 'bindClientId':
+            this.clientIds.adopt(o.clientId, o.username);
+            break;
+          case 'unbindClientIds':
+            for (const id of o.clientIds) this.clientIds.adopt(id, null);
+            break;
+          case 'window':
+            this.window.adopt(o.closesAt);
+            break;
+        }
+      }
+    });
+  }
+
+  private announceDecision(r: StoredRequest): void {
+    if (r.status === 'approved') {
+      const user = this.getUser(r.username);
+      if (user) this.emit('decision', { kind: 'approved', request: publicRequest(r), user: publicUser(user) }, true);
+    } else if (r.status === 'denied') {
+      this.emit('decision', { kind: 'denied', request: publicRequest(r) }, true);
+    }
+  }
+
+  /** The realm read again (the log lost changes this instance had not seen): replaces everything. */
+  private reload(s: RealmSnapshot): void {
+    const changed = new Set<string>([...this.storedUsers.keys(), ...Object.keys(s.users)]);
+    for (const name of [...changed]) {
+      const before = this.storedUsers.get(name);
+      const now = Object.hasOwn(s.users, name) ? s.users[name] : undefined;
+      if (JSON.stringify(before) === JSON.stringify(now)) changed.delete(name);
+    }
+    this.storedUsers.clear();
+    for (const u of Object.values(s.users)) this.storedUsers.set(u.username, u);
+    this.requests.clear();
+    for (const r of Object.values(s.requests)) this.requests.index(r);
+    this.audit.load(s.audit);
+    this.certificates.load(s);
+    this.clientIds.replace(s.clientIds);
+    this.window.adopt(s.window?.closesAt ?? 0);
+    this.clientIds.withoutStoring(() => {
+      for (const name of changed) this.userChanged(name, 'user changed');
+    });
+  }
+
   get storeLocation(): string | null {
     return this.lifecycle.location;
   }
@@ -128,6 +265,7 @@ export class ClientRegistry extends Realm {
     if (this.sweepTimer) clearInterval(this.sweepTimer);
     this.sweepTimer = null;
     await this.clientIds.flush();
+    this.replication?.close();
     super.close();
     await this.lifecycle.close();
   }
@@ -184,9 +322,39 @@ export class ClientRegistry extends Realm {
 
   // ---- registration --------------------------------------------------------------------------
 
+  /**
+   * A refusal while the shared store cannot be used (fail closed: this instance may be missing a
+   * deletion or revocation made elsewhere), or null.
+   */
+  private unavailable(): AuthResult | null {
+    if (!this.shared || this.replication?.available) return null;
+    return { ok: false, code: CONNACK.serverUnavailable, reason: `client registry unavailable: ${this.replication?.unavailableReason ?? 'not started'}` };
+  }
+
   /** A CONNECT's login; unknown credentials are the implicit (MQTT) registration flow. */
   override async authenticate(username: string, password: string, address: string, clientId = ''): Promise<AuthResult> {
-    return connackAnswer(await this.registration.decide({ flow: 'mqtt', username, password, address, clientId }));
+    await this.lifecycle.ready(() => this.start()).catch(() => undefined);
+    return this.unavailable() ?? connackAnswer(await this.registration.decide({ flow: 'mqtt', username, password, address, clientId }));
+  }
+
+  override async authenticateCertificate(raw: Buffer, username: string | undefined): Promise<AuthResult> {
+    await this.lifecycle.ready(() => this.start()).catch(() => undefined);
+    return this.unavailable() ?? super.authenticateCertificate(raw, username);
+  }
+
+  /**
+   * With a shared store (absent otherwise: a single instance pays nothing), binds a client id this instance does not know to `username` in Redis
+   * first (atomically), so that two instances cannot bind one id to two users at once. Resolves
+   * with a refusal, or null when the broker may go on (and bind it locally, stored as usual).
+   */
+  private async claim(store: SharedStore, clientId: string, username: string): Promise<{ code: 2 | 3; reason: string } | null> {
+    let owner: string;
+    try {
+      owner = await store.claimClientId(clientId, username);
+    } catch (err) {
+      return { code: CONNACK.serverUnavailable, reason: `client registry unavailable: ${(err as Error).message}` };
+    }
+    return owner === username ? null : { code: CONNACK.identifierRejected, reason: `client id "${clientId}" belongs to another user` };
   }
 
   /** POST client-registry/register (the explicit flow). Returns the HTTP status and JSON body. */
@@ -196,6 +364,7 @@ export class ClientRegistry extends Realm {
     } catch {
       return { status: 503, body: { error: 'the client registry is unavailable' } };
     }
+    if (this.unavailable()) return { status: 503, body: { error: 'the client registry is unavailable (its store cannot be reached); try again later' } };
     const parsed = parseRegistrationBody(body);
     if (!parsed.ok) return parsed.answer;
     const decision = await this.registration.decide({ ...parsed.fields, flow: 'rest', address, clientId: '' });

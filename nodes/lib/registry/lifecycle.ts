@@ -2,12 +2,15 @@
  * The registry's store lifecycle: loaded once at start, written before anything changes in
  * memory, and an unreadable store stops the registry (reported, never replaced).
  */
-import type { RealmSnapshot, Store, StoreOp } from '../store';
+import { ConflictError, type Expectation, type RealmSnapshot, type Store, type StoreOp } from '../store';
 import { RegistryError } from './errors';
+import type { Replication } from './replication';
 
 export class StoreLifecycle {
   private started: Promise<void> | null = null;
   private loadError: Error | null = null;
+  /** set when the store is shared: orders this instance's writes among the others' */
+  replication: Replication | null = null;
 
   constructor(private store: Store | null) {}
 
@@ -46,10 +49,29 @@ export class StoreLifecycle {
     return this.store?.location ?? null;
   }
 
-  /** Stores changes durably; nothing may change in memory before this resolves. */
-  async write(ops: StoreOp[]): Promise<void> {
+  /**
+   * Stores changes durably; nothing may change in memory before this resolves. With a shared
+   * store, `expect` says what must still hold there (another instance may have changed it): a
+   * change that no longer fits, or that a later change of another instance overtook, is refused
+   * with 409 and nothing is applied here.
+   */
+  async write(ops: StoreOp[], expect?: Expectation[]): Promise<void> {
     if (this.loadError) throw new RegistryError(503, `client registry store unavailable: ${this.loadError.message}`);
-    if (this.store) await this.store.apply(ops);
+    if (!this.store) return;
+    if (!this.replication) {
+      await this.store.apply(ops);
+      return;
+    }
+    let seq: void | number;
+    try {
+      seq = await this.store.apply(ops, expect);
+    } catch (err) {
+      if (err instanceof ConflictError) throw new RegistryError(409, err.message);
+      throw new RegistryError(503, (err as Error).message);
+    }
+    if (typeof seq === 'number' && !this.replication.wrote(ops, seq)) {
+      throw new RegistryError(409, 'changed meanwhile on another instance; that change stands');
+    }
   }
 
   async close(): Promise<void> {

@@ -172,7 +172,8 @@ export function httpAnswer(d: RegistrationDecision, caCertificate: () => string 
 }
 
 export class Registration {
-  private readonly limiter: RateLimiter;
+  /** registration attempts per address (shared with other instances by the replication) */
+  readonly limiter: RateLimiter;
   /** requests being recorded (hashing, storing) */
   private creating = 0;
 
@@ -265,7 +266,7 @@ export class Registration {
       if (input.csr !== undefined) request.csr = input.csr;
       if (input.context !== undefined) request.context = input.context;
       const drop = ctx.requests.decidedBeyond(ctx.settings.maxPending);
-      await ctx.write([...drop.map((r): StoreOp => ({ op: 'deleteRequest', id: r.id })), { op: 'request', request }]);
+      await ctx.write([...drop.map((r): StoreOp => ({ op: 'deleteRequest', id: r.id })), { op: 'request', request }], [{ user: request.username, is: 'absent' }]);
       drop.forEach((r) => ctx.requests.unindex(r));
       ctx.requests.index(request);
       ctx.emit('request', publicRequest(request));

@@ -53,6 +53,12 @@ export class RequestTable {
     this.byUsername.set(r.username, r.id);
   }
 
+  /** Forgets every request (the realm is read again). */
+  clear(): void {
+    this.byId.clear();
+    this.byUsername.clear();
+  }
+
   unindex(r: StoredRequest): void {
     this.byId.delete(r.id);
     if (this.byUsername.get(r.username) === r.id) this.byUsername.delete(r.username);

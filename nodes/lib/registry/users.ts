@@ -54,7 +54,7 @@ export class UserAdmin {
       if (ctx.getUser(username)) throw new RegistryError(409, `user "${username}" already exists`);
       const user = newUser({ username, passwordHash, roles: roles as string[], publishPrefix: input.publishPrefix as string | undefined, source: 'api' });
       const entry = ctx.audit.entry('user-created', username, by, { details: { roles: user.roles } });
-      await ctx.write([{ op: 'user', user }, { op: 'audit', entry }]);
+      await ctx.write([{ op: 'user', user }, { op: 'audit', entry }], [{ user: user.username, is: 'absent' }]);
       ctx.storedUsers.set(user);
       ctx.userChanged(username, 'user created');
       ctx.audit.remember(entry);
@@ -102,7 +102,7 @@ export class UserAdmin {
     for (const k of ['roles', 'disabled', 'publishPrefix'] as const) if (changes[k] !== undefined) details[k] = next[k];
     if (changes.password !== undefined) details.password = 'changed';
     const entry = ctx.audit.entry('user-updated', username, by, { details });
-    await ctx.write([{ op: 'user', user: next }, { op: 'audit', entry }]);
+    await ctx.write([{ op: 'user', user: next }, { op: 'audit', entry }], [{ user: next.username, is: 'present' }]);
     ctx.storedUsers.set(next);
     ctx.userChanged(username, 'user changed');
     ctx.audit.remember(entry);
@@ -119,7 +119,7 @@ export class UserAdmin {
     const revokes = this.certificates.revokeAllOps(user, entry.at);
     const ops: StoreOp[] = [{ op: 'deleteUser', username }, { op: 'audit', entry }, ...revokes];
     if (request) ops.push({ op: 'deleteRequest', id: request.id });
-    await ctx.write(ops);
+    await ctx.write(ops, [{ user: username, is: 'present' }]);
     ctx.storedUsers.delete(username);
     this.certificates.revokedNow(revokes);
     if (request) ctx.requests.unindex(request);

@@ -1,7 +1,10 @@
 /**
  * The registration window: locked by default, opened for some minutes (by hand, a flow or the
- * admin API), locked again by its timer or by hand. Not stored: a restart locks it.
+ * admin API), locked again by its timer or by hand. Not stored by the file store: a restart
+ * locks it. With a shared store every change is also written (`share`), and the instances adopt
+ * each other's (`adopt`): the window is open or locked on all of them together.
  */
+import type { AuditEntry } from '../contract';
 import type { WindowState } from '../contract';
 import type { AuditLog } from './audit';
 import { RegistryError } from './errors';
@@ -9,11 +12,13 @@ import { RegistryError } from './errors';
 export class RegistrationWindow {
   private closes = 0;
   private timer: NodeJS.Timeout | null = null;
+  /** writes a change to the shared store (set when the store is shared) */
+  share: ((closesAt: number, by: string, entry: AuditEntry) => void) | null = null;
 
   /** `announce` is told of every change (the registry's 'window' event). */
   constructor(
     private readonly audit: AuditLog,
-    private readonly announce: (state: WindowState) => void
+    private readonly announce: (state: WindowState, remote?: boolean) => void
   ) {}
 
   state(): WindowState {
@@ -28,24 +33,53 @@ export class RegistrationWindow {
   /** Opens the window for `minutes` (restarting the countdown when already open). */
   open(minutes: number, by = 'flow'): WindowState {
     if (!(typeof minutes === 'number' && minutes > 0 && minutes <= 7 * 24 * 60)) throw new RegistryError(400, 'minutes must be a number > 0 (at most one week)');
-    if (this.timer) clearTimeout(this.timer);
-    const ms = Math.round(minutes * 60_000);
-    this.closes = Date.now() + ms;
-    this.timer = setTimeout(() => this.close('timer'), ms);
-    this.timer.unref();
-    this.audit.remember(this.audit.entry('window-opened', '', by, { details: { minutes } }));
+    const closesAt = Date.now() + Math.round(minutes * 60_000);
+    this.set(closesAt);
+    const entry = this.audit.entry('window-opened', '', by, { details: { minutes } });
+    this.audit.remember(entry);
+    this.share?.(closesAt, by, entry);
     const state = this.state();
     this.announce(state);
     return state;
   }
 
-  close(by = 'flow'): WindowState {
-    const wasOpen = this.isOpen;
+  /** Opens until `closesAt` (a time in the past or 0: locked), with the timer that locks it. */
+  private set(closesAt: number): void {
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
+    this.closes = closesAt;
+    const ms = closesAt - Date.now();
+    if (ms > 0) {
+      // another instance's timer locks it too; each locks its own at the same time
+      this.timer = setTimeout(() => (this.share ? this.lockedByTime() : this.close('timer')), ms);
+      this.timer.unref();
+    }
+  }
+
+  /** The window's time is up (shared store): every instance locks by itself, nothing is written. */
+  private lockedByTime(): void {
+    this.timer = null;
     this.closes = 0;
+    this.announce(this.state());
+  }
+
+  /** Another instance opened or locked the window (or the realm was read again). */
+  adopt(closesAt: number): void {
+    const was = this.state();
+    this.set(closesAt);
+    const now = this.state();
+    if (now.open !== was.open || now.closesAt !== was.closesAt) this.announce(now, true);
+  }
+
+  close(by = 'flow'): WindowState {
+    const wasOpen = this.isOpen;
+    this.set(0);
     const state = this.state();
-    if (wasOpen) this.audit.remember(this.audit.entry('window-closed', '', by));
+    if (wasOpen) {
+      const entry = this.audit.entry('window-closed', '', by);
+      this.audit.remember(entry);
+      this.share?.(0, by, entry);
+    }
     this.announce(state);
     return state;
   }

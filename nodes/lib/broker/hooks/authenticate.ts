@@ -93,6 +93,11 @@ export async function authenticate(ctx: HookContext, client: Client, username: s
     session.will = will;
   }
   if (!emptyId) {
+    if (ctx.realm.claimClientId && ctx.realm.clientIds.ownerOf(clientId) !== user.username) {
+      const claim = await ctx.realm.claimClientId(clientId, user.username);
+      if (claim) refuse(claim.code, claim.reason);
+      if (ctx.closing || client.closed) throw connackError(CONNACK.serverUnavailable, 'broker closing');
+    }
     const unbound = ctx.sessions.bind(clientId, user.username);
     if (unbound) refuse(CONNACK.identifierRejected, unbound);
   }

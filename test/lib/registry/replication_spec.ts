@@ -1,0 +1,193 @@
+/**
+ * Several instances, one realm: two (or three) client registries on one real redis-server, as
+ * two Node-RED instances would run them. A change on one takes effect on the others (users,
+ * sessions kicked, requests and decisions, revocations, the window), two instances deciding one
+ * request at once end with one decision, failed logins and registration budgets count across
+ * instances, a client id cannot be bound to two users by two instances, logins fail closed
+ * while Redis is away and work again when it is back, a lost log makes an instance read the
+ * realm again, and the durability of Redis' settings is reported.
+ */
+import assert from 'node:assert/strict';
+import { CONNACK } from '../../../nodes/lib/contract';
+import { ClientRegistry, RegistryError } from '../../../nodes/lib/registry';
+import { RedisStore } from '../../../nodes/lib/store-redis';
+import { startRedis, type RedisServer } from '../../helpers/redis';
+import { registrySettings, sleep } from '../../helpers/registry';
+import type { RegistrySettings } from '../../../nodes/lib/settings';
+
+/** Polls `check` every 20 ms until it is true (or fails after `ms`). */
+async function until(check: () => boolean | Promise<boolean>, ms = 3000, what = 'condition'): Promise<void> {
+  const end = Date.now() + ms;
+  while (!(await check())) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await sleep(20);
+  }
+}
+
+describe('registry replication (Redis)', function () {
+  this.timeout(30_000);
+  let redis: RedisServer;
+  let prefixN = 0;
+  let prefix = '';
+  const open: ClientRegistry[] = [];
+
+  before(async () => {
+    redis = await startRedis();
+  });
+  after(async () => {
+    await redis?.close();
+  });
+  beforeEach(() => {
+    prefix = `t${++prefixN}:`;
+  });
+  afterEach(async () => {
+    await Promise.all(open.splice(0).map((r) => r.close()));
+  });
+
+  async function instance(overrides: Partial<RegistrySettings> = {}, server = redis): Promise<ClientRegistry> {
+    const store = new RedisStore(server.url, { prefix, blockMs: 500, commandTimeoutMs: 1000, connectTimeoutMs: 3000 });
+    const realm = new ClientRegistry(registrySettings(overrides), store);
+    open.push(realm);
+    await realm.start();
+    return realm;
+  }
+
+  it('a user created on one instance logs in on the other; a change there disconnects its sessions on both', async () => {
+    const [a, b] = [await instance(), await instance()];
+    await a.createUser({ username: 'alice', password: 'correct horse 1', roles: [] });
+    await until(() => !!b.getUser('alice'), 2000, 'alice on b');
+    const login = await b.authenticate('alice', 'correct horse 1', '10.0.0.1', 'alice-1');
+    assert.equal(login.ok, true);
+    const kicks: string[][] = [];
+    a.on('kick', (names: string[]) => kicks.push(names));
+    await b.updateUser('alice', { disabled: true });
+    await until(() => a.getUser('alice')?.disabled === true, 2000, 'disabled on a');
+    assert.ok(kicks.some((k) => k.includes('alice')), 'a disconnects alice');
+    const refused = await a.authenticate('alice', 'correct horse 1', '10.0.0.1', 'alice-1');
+    assert.equal(refused.ok, false);
+    await a.deleteUser('alice');
+    await until(() => !b.getUser('alice'), 2000, 'deleted on b');
+  });
+
+  it('a request received by one instance is decided on another, and the device polling the first gets the answer', async () => {
+    const [a, b] = [await instance(), await instance()];
+    a.openWindow(5);
+    await until(() => b.windowState().open, 2000, 'window open on b');
+    const remoteRequests: unknown[] = [];
+    b.on('request', (_r: unknown, remote?: boolean) => remoteRequests.push(remote));
+    const first = await a.register({ username: 'dev1', password: 'device secret 1' }, '10.0.0.2');
+    assert.equal(first.status, 202);
+    await until(() => b.listRequests().length === 1, 2000, 'request on b');
+    assert.deepEqual(remoteRequests, [true], 'announced on b as another instance\u2019s');
+    await b.approve(b.listRequests()[0].id, { roles: [] });
+    await until(() => !!a.getUser('dev1'), 2000, 'dev1 on a');
+    const poll = await a.register({ username: 'dev1', password: 'device secret 1' }, '10.0.0.2');
+    assert.equal(poll.status, 201);
+    b.closeWindow();
+    await until(() => !a.windowState().open, 2000, 'window locked on a');
+  });
+
+  it('two instances deciding one request at once: one decision stands everywhere, the other is refused', async () => {
+    const [a, b] = [await instance(), await instance()];
+    for (let round = 0; round < 5; round++) {
+      a.openWindow(5);
+      const reg = await a.register({ username: `race${round}`, password: 'device secret 1' }, '10.0.0.3');
+      assert.equal(reg.status, 202);
+      await until(() => b.listRequests().some((r) => r.username === `race${round}`), 2000, 'request on b');
+      const id = a.listRequests().find((r) => r.username === `race${round}`)!.id;
+      const results = await Promise.allSettled([a.approve(id), b.deny(id)]);
+      const ok = results.filter((r) => r.status === 'fulfilled');
+      assert.equal(ok.length, 1, `exactly one decision in round ${round}`);
+      const failed = results.find((r) => r.status === 'rejected') as PromiseRejectedResult;
+      assert.ok(failed.reason instanceof RegistryError && failed.reason.status === 409, String(failed.reason));
+      await until(() => a.findRequest({ id })?.status === b.findRequest({ id })?.status && a.findRequest({ id })?.status !== 'pending', 2000, 'same decision');
+      const approved = a.findRequest({ id })?.status === 'approved';
+      await until(() => !!a.getUser(`race${round}`) === approved && !!b.getUser(`race${round}`) === approved, 2000, 'user exists iff approved');
+    }
+  });
+
+  it('failed logins on one instance back off the same username on the other', async () => {
+    const [a, b] = [await instance(), await instance()];
+    await a.createUser({ username: 'bob', password: 'bob password 1', roles: [] });
+    await until(() => !!b.getUser('bob'), 2000, 'bob on b');
+    for (let i = 0; i < 6; i++) await a.authenticate('bob', 'wrong password', `10.1.0.${i}`, '');
+    await until(() => b.throttle.byUsername.remaining('bob') > 0, 2000, 'back-off on b');
+    const r = await b.authenticate('bob', 'bob password 1', '10.2.0.1', '');
+    assert.equal(r.ok, false);
+    assert.equal((r as { throttled?: boolean }).throttled, true);
+  });
+
+  it('registration budgets per address count across instances', async () => {
+    const settings = { registrationBurst: 2, registrationsPerMinute: 1 };
+    const [a, b] = [await instance(settings), await instance(settings)];
+    a.openWindow(5);
+    await until(() => b.windowState().open, 2000, 'window open on b');
+    assert.equal((await a.register({ username: 'node1', password: 'device secret 1' }, '10.9.9.9')).status, 202);
+    assert.equal((await a.register({ username: 'node2', password: 'device secret 1' }, '10.9.9.9')).status, 202);
+    await until(() => b.listRequests().length === 2, 2000, 'requests on b');
+    await sleep(100);
+    assert.equal((await b.register({ username: 'node3', password: 'device secret 1' }, '10.9.9.9')).status, 429);
+  });
+
+  it('a client id bound to one user by one instance is refused to another user by the other', async () => {
+    const [a, b] = [await instance(), await instance()];
+    assert.equal(await a.claimClientId!('shared-id', 'u1'), null);
+    const refused = await b.claimClientId!('shared-id', 'u2');
+    assert.equal(refused?.code, CONNACK.identifierRejected);
+    // two at once: one wins
+    const both = await Promise.all([a.claimClientId!('race-id', 'u1'), b.claimClientId!('race-id', 'u2')]);
+    assert.equal(both.filter((x) => x === null).length, 1);
+  });
+
+  it('Redis away: logins and registrations fail closed (CONNACK 3, HTTP 503); back: everything works without a restart', async () => {
+    const own = await startRedis({ durable: true });
+    try {
+      const a = await instance({}, own);
+      await a.createUser({ username: 'carol', password: 'carol password 1', roles: [] });
+      a.openWindow(5);
+      await own.stop();
+      await until(() => !a.storeStatus().available, 5000, 'unavailable');
+      const login = await a.authenticate('carol', 'carol password 1', '10.0.0.5', 'c1');
+      assert.equal(login.ok, false);
+      assert.equal((login as { code: number }).code, CONNACK.serverUnavailable);
+      assert.equal((await a.register({ username: 'dev9', password: 'device secret 1' }, '10.0.0.6')).status, 503);
+      await assert.rejects(a.createUser({ username: 'dave', password: 'dave password 1', roles: [] }), (e: RegistryError) => e.status === 503);
+      await own.start();
+      await until(() => a.storeStatus().available, 10_000, 'available again');
+      const back = await a.authenticate('carol', 'carol password 1', '10.0.0.5', 'c1');
+      assert.equal(back.ok, true, JSON.stringify(back));
+    } finally {
+      await Promise.all(open.splice(0).map((r) => r.close()));
+      await own.close();
+    }
+  });
+
+  it('an instance whose log position was lost reads the realm again', async () => {
+    const [a, b] = [await instance(), await instance()];
+    await a.createUser({ username: 'erin', password: 'erin password 1', roles: [] });
+    await until(() => !!b.getUser('erin'), 2000, 'erin on b');
+    // the log is emptied (as a trim past b's position would): b must notice and read everything
+    await redis.command('DEL', `${prefix}log`);
+    await a.createUser({ username: 'frank', password: 'frank password 1', roles: [] });
+    await redis.command('DEL', `${prefix}log`);
+    await a.createUser({ username: 'grace', password: 'grace password 1', roles: [] });
+    await until(() => !!b.getUser('frank') && !!b.getUser('grace'), 8000, 'b caught up');
+    await until(() => b.storeStatus().available, 5000, 'b available');
+  });
+
+  it('reports whether Redis keeps acknowledged changes across a crash', async () => {
+    const a = await instance();
+    await until(() => a.storeStatus().durable !== null, 3000, 'durability known');
+    assert.equal(a.storeStatus().durable, false);
+    assert.match(a.storeStatus().durability ?? '', /appendfsync always/);
+    const durable = await startRedis({ durable: true });
+    try {
+      const d = await instance({}, durable);
+      await until(() => d.storeStatus().durable !== null, 3000, 'durability known');
+      assert.equal(d.storeStatus().durable, true);
+    } finally {
+      await Promise.all(open.splice(0).map((r) => r.close()));
+      await durable.close();
+    }
+  });
+});
