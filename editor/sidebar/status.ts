@@ -40,6 +40,10 @@ export function statusBanner(body: JQuery): void {
     if (s && s.error) messages.push(t('errors.registry', { error: s.error }));
     // (caError: when the runtime reports why its CA could not be opened)
     if (s && s.caError) messages.push(t('errors.ca', { error: s.caError }));
+    // a shared store (Redis) that cannot be reached, or may lose acknowledged changes
+    const st = s?.storeStatus;
+    if (st && !st.available && !s.error) messages.push(t('errors.storeDown', { error: st.reason ?? '' }));
+    else if (st && st.type === 'redis' && st.durable === false) messages.push(t('errors.notDurable', { detail: st.durability ?? '' }));
     if (error) messages.push(t('errors.load', { error }));
     banner.empty();
     messages.forEach((m) => $('<div/>').append($('<i/>', { class: 'fa fa-exclamation-triangle' }), ' ', $('<span/>').text(m)).appendTo(banner));

@@ -228,6 +228,7 @@ function adminHandlers(api: RoutesApi): Record<AdminRoute, Handler> {
         error: r.error?.message ?? null,
         caError: r.caError?.message ?? null,
         store: r.storeLocation,
+        storeStatus: r.storeStatus(),
         brokers: [...r.brokers].map((b) => ({ id: b.id, ...b.addresses() }))
       });
     },

@@ -126,6 +126,8 @@ export interface RegistryState {
   error: string | null;
   caError: string | null;
   store: string | null;
+  /** the store's type, availability and durability (Redis: whether logins are refused now) */
+  storeStatus: StoreStatus;
   brokers: ({ id: string } & BrokerAddresses)[];
 }
 

@@ -105,7 +105,7 @@ describe('the sidebar state', function () {
     assert.deepEqual(store.get('users'), { data: [], loaded: true, error: null });
     calls.length = 0;
     const window = { open: true, closesAt: null, remainingMs: 60000 };
-    received(store, 'state', { window, pending: 0, error: null, caError: null, store: null, brokers: [] }, 100);
+    received(store, 'state', { window, pending: 0, error: null, caError: null, store: null, storeStatus: { type: 'file', available: true, reason: null, durable: true, durability: null }, brokers: [] }, 100);
     assert.deepEqual(calls.sort(), ['deadline', 'state']);
     assert.equal(store.get('deadline'), 60100);
   });
