@@ -56,7 +56,16 @@ export = function (RED: NodeAPI) {
       else if (store?.type === 'redis' && store.durable !== true && store.durable !== null) node.status({ fill: 'yellow', shape: 'dot', text: RED._('registry-broker.status.notDurable', { text }) });
       else node.status({ fill: 'green', shape: 'dot', text });
     };
-    const onStore = (): void => scheduleStatus();
+    // said once in the log too (the realm may have found out before this node started)
+    let durabilityWarned = false;
+    const onStore = (): void => {
+      const store = runtime instanceof Error ? null : runtime.realm.storeStatus();
+      if (node.broker && store?.type === 'redis' && store.durable !== true && store.durable !== null && !durabilityWarned) {
+        durabilityWarned = true;
+        node.warn(RED._('registry-broker.errors.notDurable', { detail: store.durability ?? '' }));
+      }
+      scheduleStatus();
+    };
     if (!(runtime instanceof Error)) runtime.realm.on('store', onStore);
     // at most two status updates a second, however fast clients come and go
     const scheduleStatus = (): void => {
@@ -139,6 +148,7 @@ export = function (RED: NodeAPI) {
         node.send({ topic: evt.topic, payload: evt.payload });
         if (evt.topic === 'connected' || evt.topic === 'disconnected') scheduleStatus();
       });
+      onStore();
       showStatus();
     })().catch((err: Error) => fail('registry-broker.errors.startFailed', { error: err.message }));
 

@@ -155,7 +155,6 @@ export class ClientRegistry extends Realm {
     store.durability().then(
       (d) => {
         this.durability = { durable: d.durable, durability: d.detail };
-        if (d.durable !== true) this.emit('warning', new Error(`client registry store ${store.location}: ${d.detail}`));
         this.emit('store', this.storeStatus());
       },
       (err: Error) => void this.emit('warning', new Error(`cannot read Redis' persistence settings: ${err.message}`))
