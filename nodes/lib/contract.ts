@@ -15,8 +15,12 @@ export type UserSource = (typeof USER_SOURCES)[number];
 export const ACCESS_VALUES = ['read', 'write', 'readWrite'] as const;
 export type Access = (typeof ACCESS_VALUES)[number];
 
-/** How a registration request arrived. */
-export const REQUEST_FLOWS = ['mqtt', 'rest'] as const;
+/**
+ * How a registration request arrived: a CONNECT with unknown credentials ('mqtt', implicit), a
+ * JSON body over HTTP ('rest'), or the same body published by a registration session over MQTT
+ * ('mqtt-explicit').
+ */
+export const REQUEST_FLOWS = ['mqtt', 'rest', 'mqtt-explicit'] as const;
 export type RequestFlow = (typeof REQUEST_FLOWS)[number];
 
 export const REQUEST_STATUSES = ['pending', 'approved', 'denied'] as const;
@@ -263,3 +267,33 @@ export function routeUrl(name: RouteName, params: Record<string, string> = {}): 
 
 /** The largest device registration body (bytes). */
 export const MAX_REGISTER_BODY = 64 * 1024;
+
+// ---- registration over MQTT ------------------------------------------------------------------
+
+/**
+ * The username of a registration session: a device that speaks only MQTT connects with it and no
+ * password while the window is open, then publishes the REST body to `registry/<client id>/request`
+ * and reads the answers on `registry/<client id>/response`. Reserved: never a user's name.
+ */
+export const REGISTRATION_USERNAME = 'register';
+
+/** The registration session's topics for a client id. */
+export function registrationTopic(clientId: string, which: 'request' | 'response'): string {
+  return `registry/${clientId}/${which}`;
+}
+
+/**
+ * An answer on `registry/<client id>/response`: `status` is what the REST answer's HTTP status
+ * would be (202, 201, 403, 409, 423, 429, 400, 413, 503), the other fields are the REST body's
+ * (`result` holds the body's own `status` word: 'pending', 'granted').
+ */
+export interface RegistrationResponse {
+  status: number;
+  result?: string;
+  error?: string;
+  username?: string;
+  pairingCode?: string;
+  requestId?: string;
+  certificate?: string;
+  caCertificate?: string;
+}

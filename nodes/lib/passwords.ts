@@ -7,6 +7,7 @@ import { hash as digest, randomBytes, timingSafeEqual } from 'node:crypto';
 import { availableParallelism } from 'node:os';
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
+import { REGISTRATION_USERNAME } from './contract';
 
 export const USERNAME_RULE = /^[A-Za-z0-9][A-Za-z0-9_.-]{2,127}$/;
 
@@ -15,6 +16,7 @@ export function validateUsername(username: unknown): string | null {
   if (typeof username !== 'string' || username.length === 0) return 'username is required';
   if (username.length < 3) return 'username must have at least 3 characters';
   if (username.length > 128) return 'username must have at most 128 characters';
+  if (username === REGISTRATION_USERNAME) return `username "${REGISTRATION_USERNAME}" is reserved for registration over MQTT`;
   if (!USERNAME_RULE.test(username))
     return 'username may contain only letters A-Z a-z, digits, "_", "." and "-", and must start with a letter or digit';
   return null;

@@ -30,6 +30,8 @@ import { authorizePublish } from './hooks/authorize-publish';
 import { authorizeSubscribe, grantedSubscriptions } from './hooks/authorize-subscribe';
 import { authorizeForward } from './hooks/authorize-forward';
 import { dropRefusedPublishes } from './hooks/publish';
+import { RegistrationSessions } from './registration-sessions';
+import type { Decision } from '../contract';
 
 export type { AccessEvent, AccessEventTopic } from './access-events';
 export type { WebSocketOnServer } from './listeners';
@@ -54,6 +56,7 @@ export class RegistryBroker extends EventEmitter {
   private closed = false;
   private readonly onKick = (usernames: string[], reason: string): void => this.kick(usernames, reason);
   private readonly onRealmWarning = (err: Error): void => void this.emit('warning', err);
+  private readonly onDecision = (d: Decision): void => this.ctx.registration.decided(d);
   private readonly report = (topic: AccessEventTopic, who: Who, extra?: { topic?: string } & Record<string, unknown>): void =>
     void this.emit('access', accessEvent(topic, who, extra));
 
@@ -79,9 +82,11 @@ export class RegistryBroker extends EventEmitter {
       get closing() {
         return broker.closed;
       },
-      report: this.report
+      report: this.report,
+      registration: new RegistrationSessions(aedes, realm, this.sessions)
     };
     realm.on('kick', this.onKick);
+    realm.on('decision', this.onDecision);
     realm.on('warning', this.onRealmWarning);
     realm.brokers.add(this);
   }
@@ -171,6 +176,7 @@ export class RegistryBroker extends EventEmitter {
     this.closed = true;
     this.realm.off('kick', this.onKick);
     this.realm.off('warning', this.onRealmWarning);
+    this.realm.off('decision', this.onDecision);
     this.realm.brokers.delete(this);
     const closing = this.servers.stop();
     await new Promise<void>((resolve) => this.aedes.close(() => resolve()));

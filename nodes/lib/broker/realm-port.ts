@@ -3,7 +3,7 @@
  * (and the client registry in front of it) implements it; the broker imports only types from the
  * realm and the contract.
  */
-import type { BrokerAddresses, RealmEvents, RefusalCode, RegistrationOutcome } from '../contract';
+import type { BrokerAddresses, RealmEvents, RefusalCode, RegistrationOutcome, RegistrationResponse } from '../contract';
 import type { CompiledPermissions } from '../permissions';
 import type { BindResult } from '../client-ids';
 import type { AuthRefusal, ConnectedClient, User } from '../realm';
@@ -23,7 +23,7 @@ export interface BrokerView {
 
 /** The realm events the broker listens to; it emits 'clients'. */
 type Listener<A extends unknown[]> = (...args: A) => void;
-type RealmEventsSeen = Pick<RealmEvents, 'kick' | 'crl' | 'warning'>;
+type RealmEventsSeen = Pick<RealmEvents, 'kick' | 'crl' | 'warning' | 'decision'>;
 
 export interface BrokerRealm {
   /** a login with username and password (`clientId` '' for an empty client id) */
@@ -44,6 +44,10 @@ export interface BrokerRealm {
    * all of them at once; resolves with a refusal or null. Absent for a realm of one instance.
    */
   claimClientId?(clientId: string, username: string): Promise<{ code: RefusalCode; reason: string } | null>;
+  /** registration sessions (the explicit flow over MQTT): a published request's answer */
+  registerOverMqtt?(payload: Buffer, clientId: string, address: string): Promise<RegistrationResponse>;
+  /** what to push to a registration session once its request is decided, or null */
+  registrationAnswer?(requestId: string): { clientId: string; response: RegistrationResponse } | null;
   /** the running brokers bound to this realm */
   readonly brokers: { add(broker: BrokerView): unknown; delete(broker: BrokerView): unknown };
   on<E extends keyof RealmEventsSeen>(event: E, listener: Listener<RealmEventsSeen[E]>): unknown;

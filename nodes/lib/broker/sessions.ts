@@ -101,6 +101,12 @@ export class Sessions {
     return null;
   }
 
+  /** The session connected here with this client id, or undefined. */
+  connected(clientId: string): Session | undefined {
+    const c = this.owners.get(clientId);
+    return c && !c.closed ? c[SESSION] : undefined;
+  }
+
   /** Binds the client id to the user in the realm (it outlives the connection); why not, or null. */
   bind(clientId: string, username: string): string | null {
     const bound = this.realm.clientIds.bind(clientId, username, this.isConnected);

@@ -12,7 +12,7 @@
  * 'decision' ({ kind: 'approved' | 'denied' | 'expired', request: PublicRequest, user? }),
  * 'audit' (AuditEntry), 'crl' (), 'warning' (Error); see RealmEvents in the contract.
  */
-import { CONNACK, type AuditEntry, type PublicRequest, type StoreStatus, type WindowState } from '../contract';
+import { CONNACK, REGISTRATION_USERNAME, type AuditEntry, type PublicRequest, type RegistrationResponse, type StoreStatus, type WindowState } from '../contract';
 import { Realm, type AuthResult, type User } from '../realm';
 import type { RegistrySettings } from '../settings';
 import type { RealmSnapshot, Store, StoreOp } from '../store';
@@ -21,7 +21,9 @@ import { AuditLog } from './audit';
 import { Certificates } from './certificates';
 import type { RegistryContext } from './context';
 import { StoreLifecycle } from './lifecycle';
-import { Registration, connackAnswer, httpAnswer, parseRegistrationBody, type HttpAnswer } from './registration';
+import { Registration, connackAnswer, httpAnswer, parseRegistrationBody, type HttpAnswer, type RegistrationFlow } from './registration';
+import { MqttRegistration } from './mqtt-registration';
+import type { CompiledPermissions } from '../permissions';
 import { Replication, isShared, type SharedStore } from './replication';
 import { RequestTable, publicRequest, type StoredRequest } from './requests';
 import { UserAdmin, publicUser } from './users';
@@ -46,6 +48,8 @@ export class ClientRegistry extends Realm {
   private readonly users: UserAdmin;
   /** the one registration decision, which the MQTT and REST flows call */
   readonly registration: Registration;
+  /** registration sessions: the explicit flow over MQTT alone */
+  private readonly mqttRegistration: MqttRegistration;
   private sweepTimer: NodeJS.Timeout | null = null;
   /** the store several instances share (Redis), or null */
   private readonly shared: SharedStore | null;
@@ -88,6 +92,11 @@ export class ClientRegistry extends Realm {
     this.approval = new Approval(ctx, this.certificates);
     this.users = new UserAdmin(ctx, this.certificates);
     this.registration = new Registration(ctx, this.certificates, (username, password, address, clientId) => super.authenticate(username, password, address, clientId));
+    this.mqttRegistration = new MqttRegistration(
+      ctx,
+      (body, address, clientId) => this.answerRegistration(body, address, 'mqtt-explicit', clientId),
+      () => this.ca?.caCertificate()
+    );
     this.useUnknownUsers(this.registration.unknownUsers());
     this.useClientCertificates(this.certificates);
     this.clientIds.configure(settings.limits.maxClientIdsPerUser, null);
@@ -330,14 +339,36 @@ export class ClientRegistry extends Realm {
     return { ok: false, code: CONNACK.serverUnavailable, reason: `client registry unavailable: ${this.replication?.unavailableReason ?? 'not started'}` };
   }
 
-  /** A CONNECT's login; unknown credentials are the implicit (MQTT) registration flow. */
+  /**
+   * A CONNECT's login; unknown credentials are the implicit (MQTT) registration flow, and the
+   * username `register` opens a registration session (the explicit flow over MQTT).
+   */
   override async authenticate(username: string, password: string, address: string, clientId = ''): Promise<AuthResult> {
-    await this.lifecycle.ready(() => this.start()).catch(() => undefined);
-    return this.unavailable() ?? connackAnswer(await this.registration.decide({ flow: 'mqtt', username, password, address, clientId }));
+    // (with a shared store, availability is known once it is loaded and followed)
+    if (this.shared) await this.lifecycle.ready(() => this.start()).catch(() => undefined);
+    const refused = this.unavailable();
+    if (refused) return refused;
+    if (username === REGISTRATION_USERNAME) return this.mqttRegistration.login(password, clientId);
+    return connackAnswer(await this.registration.decide({ flow: 'mqtt', username, password, address, clientId }));
+  }
+
+  /** A registration session's permissions are its own two topics; anyone else's as compiled. */
+  override permissionsFor(username: string): CompiledPermissions {
+    return username === REGISTRATION_USERNAME ? this.mqttRegistration.permissions : super.permissionsFor(username);
+  }
+
+  /** A request a registration session published: the REST answer, as its response. */
+  registerOverMqtt(payload: Buffer, clientId: string, address: string): Promise<RegistrationResponse> {
+    return this.mqttRegistration.request(payload, clientId, address);
+  }
+
+  /** What to push to a connected registration session now that its request is decided, or null. */
+  registrationAnswer(requestId: string): { clientId: string; response: RegistrationResponse } | null {
+    return this.mqttRegistration.answerFor(requestId);
   }
 
   override async authenticateCertificate(raw: Buffer, username: string | undefined): Promise<AuthResult> {
-    await this.lifecycle.ready(() => this.start()).catch(() => undefined);
+    if (this.shared) await this.lifecycle.ready(() => this.start()).catch(() => undefined);
     return this.unavailable() ?? super.authenticateCertificate(raw, username);
   }
 
@@ -357,7 +388,12 @@ export class ClientRegistry extends Realm {
   }
 
   /** POST client-registry/register (the explicit flow). Returns the HTTP status and JSON body. */
-  async register(body: unknown, address: string): Promise<HttpAnswer> {
+  register(body: unknown, address: string): Promise<HttpAnswer> {
+    return this.answerRegistration(body, address, 'rest', '');
+  }
+
+  /** The explicit flow's answer to a JSON body, whether it came over HTTP or MQTT. */
+  private async answerRegistration(body: unknown, address: string, flow: RegistrationFlow, clientId: string): Promise<HttpAnswer> {
     try {
       await this.ready();
     } catch {
@@ -366,7 +402,7 @@ export class ClientRegistry extends Realm {
     if (this.unavailable()) return { status: 503, body: { error: 'the client registry is unavailable (its store cannot be reached); try again later' } };
     const parsed = parseRegistrationBody(body);
     if (!parsed.ok) return parsed.answer;
-    const decision = await this.registration.decide({ ...parsed.fields, flow: 'rest', address, clientId: '' });
+    const decision = await this.registration.decide({ ...parsed.fields, flow, address, clientId });
     return httpAnswer(decision, () => this.ca?.caCertificate());
   }
 

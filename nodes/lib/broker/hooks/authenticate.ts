@@ -6,7 +6,7 @@
 import type net from 'node:net';
 import type tls from 'node:tls';
 import type { Client } from 'aedes' with { 'resolution-mode': 'import' };
-import { CONNACK, type RefusalCode } from '../../contract';
+import { CONNACK, REGISTRATION_USERNAME, type RefusalCode } from '../../contract';
 import type { HookContext } from './context';
 import type { BrokerAuthResult } from '../realm-port';
 import { hasEmptyId, type Session } from '../sessions';
@@ -68,6 +68,10 @@ export async function authenticate(ctx: HookContext, client: Client, username: s
 
   const claimRefused = ctx.sessions.claimRefusal(client, clientId, user.username);
   if (claimRefused) refuse(CONNACK.identifierRejected, claimRefused);
+  // a registration session leaves nothing behind: no stored session, no will, no binding
+  const registration = user.username === REGISTRATION_USERNAME;
+  if (registration && !client.clean) refuse(CONNACK.identifierRejected, 'a registration session must use CleanSession=1');
+  if (registration && pendingWill(client)) refuse(CONNACK.notAuthorized, 'a registration session may not have a will');
 
   const session: Session = {
     username: user.username,
@@ -92,7 +96,7 @@ export async function authenticate(ctx: HookContext, client: Client, username: s
     will.topic = topic;
     session.will = will;
   }
-  if (!emptyId) {
+  if (!emptyId && !registration) {
     if (ctx.realm.claimClientId && ctx.realm.clientIds.ownerOf(clientId) !== user.username) {
       const claim = await ctx.realm.claimClientId(clientId, user.username);
       if (claim) refuse(claim.code, claim.reason);

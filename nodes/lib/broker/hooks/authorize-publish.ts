@@ -7,6 +7,7 @@ import type { Client, PublishPacket } from 'aedes' with { 'resolution-mode': 'im
 import type { HookContext } from './context';
 import { memo, sessionOf, writeMemo, type Session } from '../sessions';
 import { checkTopic, publishedTopic, type TopicVerdict } from '../topic-rules';
+import { isRegistrationSession } from '../registration-sessions';
 
 /**
  * May this session publish `sent` (the topic as the client sent it)? Decided once per topic and
@@ -29,6 +30,12 @@ export function authorizePublish(ctx: HookContext, client: Client | null, packet
   const topic = publishedTopic(s, packet.topic);
   const verdict = publishVerdict(s, packet.topic);
   if (verdict.access === 'allow') {
+    if (isRegistrationSession(s)) {
+      // its one writable topic is its request: answered by the registry, delivered to nobody
+      ctx.dropped.add(packet);
+      ctx.registration.request(client, s, packet.payload as Buffer);
+      return cb(null);
+    }
     packet.topic = topic;
     ctx.backpressure.published(client);
     return cb(null);

@@ -5,6 +5,7 @@ import type { Backpressure } from '../backpressure';
 import type { Listeners } from '../listeners';
 import type { BrokerRealm } from '../realm-port';
 import type { Sessions } from '../sessions';
+import type { RegistrationSessions } from '../registration-sessions';
 
 export interface HookContext {
   readonly realm: BrokerRealm;
@@ -19,4 +20,6 @@ export interface HookContext {
   /** the broker is closing: no more logins */
   readonly closing: boolean;
   readonly report: ReportAccess;
+  /** registration sessions' requests and answers */
+  readonly registration: RegistrationSessions;
 }
