@@ -154,6 +154,36 @@ describe('registration over MQTT alone (openssl, mosquitto clients, mTLS)', func
     assert.equal(received.trim(), 'devices/dev-mq-1/temp 19.5');
   });
 
+  it("runs the README's device script (openssl, mosquitto_rr/sub/pub, jq) to the end: registered, approved, publishing over mTLS", async function () {
+    const readme = fs.readFileSync(path.join(__dirname, '..', '..', 'README.md'), 'utf8');
+    const script = /```sh\n(#!\/bin\/sh\n[\s\S]*?)```/.exec(readme)?.[1];
+    assert.ok(script && script.includes('mosquitto_rr'), 'the README has the device script');
+    fs.writeFileSync(path.join(dir, 'device.sh'), script);
+    red = await new NodeRedProcess().start({ flows: FLOWS, credentials: CREDS });
+    const { tcp, tls } = await brokers();
+    assert.equal((await red.api('POST', 'client-registry/window', { open: true, minutes: 5 })).status, 200);
+    const watcher = await pool.connect(tcp, { username: 'watcher', password: 'watcher-pass', clientId: 'watcher-3' });
+    await subscribe(watcher, 'devices/#', 1);
+    const device = spawn('sh', ['device.sh'], { cwd: dir, env: { ...process.env, PORT: String(tcp), TLS_PORT: String(tls), NAME: 'dev-script', PASS: 'script-pass-1' } });
+    children.push(device);
+    let out = '';
+    device.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    device.stderr.on('data', (d: Buffer) => (out += d.toString()));
+    const exited = new Promise<number | null>((r) => device.on('exit', (code) => r(code)));
+    let request: { id: string; pairingCode: string } | undefined;
+    for (let i = 0; i < 100 && !request; i++) {
+      request = (await red.api('GET', 'client-registry/requests')).body[0];
+      if (!request) await sleep(100);
+    }
+    assert.ok(request, 'the script registered: ' + out);
+    await sleep(300); // the script is waiting on its response topic
+    assert.equal((await red.api('POST', `client-registry/requests/${request.id}/approve`, { roles: ['device'] })).status, 200);
+    assert.equal(await exited, 0, out);
+    assert.match(out, /"status":202/);
+    await sleep(200);
+    assert.deepEqual(pool.inbox(watcher).map((m) => `${m.topic} ${m.payload}`), ['devices/dev-script/temp 21.5']);
+  });
+
   it('answers bad input as REST does, and a registration session can reach nothing but its own two topics', async function () {
     red = await new NodeRedProcess().start({ flows: FLOWS, credentials: CREDS });
     const { tcp } = await brokers();
