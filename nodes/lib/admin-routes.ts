@@ -5,7 +5,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { MAX_REGISTER_BODY, PERMISSION_READ, PERMISSION_WRITE, ROUTES, UPDATE_KINDS, UPDATE_TOPIC, type Method, type RouteName } from './contract';
-import { RegistryError, publicUser, type ClientRegistry } from './registry';
+import { RegistryError, publicRole, publicUser, type ClientRegistry } from './registry';
 
 type Req = IncomingMessage & { params: Record<string, string>; query: Record<string, unknown>; body?: unknown; user?: { username?: string }; ip?: string };
 type Res = ServerResponse & { status(code: number): Res; json(body: unknown): void; type(t: string): Res; send(body: unknown): void };
@@ -212,7 +212,10 @@ function adminHandlers(api: RoutesApi): Record<AdminRoute, Handler> {
     updateUser: (req, res) => send(res, realm().updateUser(req.params.username, body(req), who(req)).then(publicUser)),
     deleteUser: (req, res) => send(res, realm().deleteUser(req.params.username, who(req))),
     revokeCertificate: (req, res) => send(res, realm().revokeCertificate(req.params.username, req.params.fingerprint, who(req)).then(publicUser)),
-    roles: (_req, res) => send(res, realm().listRoles().map((r) => ({ name: r.name, permissions: r.permissions, source: 'flow' }))),
+    roles: (_req, res) => send(res, realm().listAllRoles().map(publicRole)),
+    createRole: (req, res) => send(res, realm().createRole(body(req), who(req)).then((role) => publicRole(realm().roleView(role.name)))),
+    updateRole: (req, res) => send(res, realm().updateRole(req.params.name, body(req), who(req)).then((role) => publicRole(realm().roleView(role.name)))),
+    deleteRole: (req, res) => send(res, realm().deleteRole(req.params.name, who(req))),
     clients: (_req, res) => send(res, realm().connectedClients()),
     audit: (req, res) => send(res, realm().listAudit(Number(req.query.limit ?? 100))),
     ca: (_req, res) => {

@@ -36,7 +36,10 @@ export const AUDIT_ACTIONS = [
   'user-deleted',
   'certificate-revoked',
   'window-opened',
-  'window-closed'
+  'window-closed',
+  'role-created',
+  'role-updated',
+  'role-deleted'
 ] as const;
 export type AuditAction = (typeof AUDIT_ACTIONS)[number];
 
@@ -107,7 +110,10 @@ export interface AuditEntry {
 export interface PublicRole {
   name: string;
   permissions: Permission[];
-  source: 'flow';
+  /** a registry-role node's, or kept by the registry (imported, or made in the sidebar / API) */
+  source: 'flow' | 'registry';
+  /** a registry role that a flow role of the same name overrides */
+  shadowed?: boolean;
 }
 
 export interface ConnectedClient {
@@ -247,6 +253,9 @@ export const ROUTES = {
   deleteUser: { method: 'delete', path: '/client-registry/users/:username', permission: PERMISSION_WRITE },
   revokeCertificate: { method: 'delete', path: '/client-registry/users/:username/certificates/:fingerprint', permission: PERMISSION_WRITE },
   roles: { method: 'get', path: '/client-registry/roles', permission: PERMISSION_READ },
+  createRole: { method: 'post', path: '/client-registry/roles', permission: PERMISSION_WRITE, body: true },
+  updateRole: { method: 'put', path: '/client-registry/roles/:name', permission: PERMISSION_WRITE, body: true },
+  deleteRole: { method: 'delete', path: '/client-registry/roles/:name', permission: PERMISSION_WRITE },
   clients: { method: 'get', path: '/client-registry/clients', permission: PERMISSION_READ },
   audit: { method: 'get', path: '/client-registry/audit', permission: PERMISSION_READ },
   ca: { method: 'get', path: '/client-registry/ca', permission: PERMISSION_READ },

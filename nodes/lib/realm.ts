@@ -138,6 +138,8 @@ export class Realm extends EventEmitter {
   /** users created by approvals and the API, by username */
   protected readonly storedUsers = new Map<string, User>();
   private readonly flowRoles = new Map<string, FlowEntry<Role>>();
+  /** roles kept by the registry (imported, or made in the sidebar / admin API), by name */
+  protected readonly storedRoles = new Map<string, Role>();
   private readonly compiled = new Map<string, CompiledPermissions>();
   /** hashes of flow passwords, reused across redeploys when the password is unchanged */
   private readonly flowHashes = new Map<string, { mac: string; hash: string }>();
@@ -258,12 +260,23 @@ export class Realm extends EventEmitter {
 
   // ---- roles ---------------------------------------------------------------------------
 
+  /** A role by name: a role defined in the flows wins over a stored role of the same name. */
   getRole(name: string): Role | undefined {
-    return this.flowRoles.get(name)?.value;
+    return this.flowRoles.get(name)?.value ?? this.storedRoles.get(name);
   }
 
+  /** Every role in effect (flow roles, and stored roles no flow role shadows), by name. */
   listRoles(): Role[] {
-    return [...this.flowRoles.values()].map((e) => e.value).sort((a, b) => a.name.localeCompare(b.name));
+    return this.listAllRoles()
+      .filter((r) => !r.shadowed)
+      .map((r) => r.role);
+  }
+
+  /** Every role with where it comes from; a stored role a flow role of the same name shadows is marked. */
+  listAllRoles(): { role: Role; source: 'flow' | 'registry'; shadowed: boolean }[] {
+    const out: { role: Role; source: 'flow' | 'registry'; shadowed: boolean }[] = [...this.flowRoles.values()].map((e) => ({ role: e.value, source: 'flow', shadowed: false }));
+    for (const r of this.storedRoles.values()) out.push({ role: r, source: 'registry', shadowed: this.flowRoles.has(r.name) });
+    return out.sort((a, b) => a.role.name.localeCompare(b.role.name) || (a.source === 'flow' ? -1 : 1));
   }
 
   setFlowRole(ownerId: string, role: Role): void {
@@ -316,7 +329,7 @@ export class Realm extends EventEmitter {
     this.emit('users');
   }
 
-  private roleChanged(name: string): void {
+  protected roleChanged(name: string): void {
     const affected: string[] = [];
     for (const e of this.flowUsers.values()) if (e.value.roles.includes(name)) affected.push(e.value.username);
     for (const u of this.storedUsers.values()) if (u.roles.includes(name) && !this.flowUsers.has(u.username)) affected.push(u.username);

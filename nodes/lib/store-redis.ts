@@ -25,7 +25,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { Redis, type RedisOptions } from 'ioredis';
 import { AUDIT_KEEP, ConflictError, StoreError, type Expectation, type RealmSnapshot, type Store, type StoreOp, type StoredRequest } from './store';
 import type { AuditEntry } from './contract';
-import type { User } from './realm';
+import type { Role, User } from './realm';
 
 export interface RedisStoreOptions {
   /** prefix of every key this store uses (default `client-registry:`) */
@@ -87,16 +87,17 @@ const KEY = {
   revokedSerialsSet: 'revokedSerials:set',
   clientIds: 'clientIds',
   window: 'window',
+  roles: 'roles',
   signals: 'signals'
 } as const;
 
-const APPLY_KEYS = ['seq', 'logId', 'log', 'users', 'requests', 'audit', 'revoked', 'revokedSet', 'revokedSerials', 'revokedSerialsSet', 'clientIds', 'window'] as const;
+const APPLY_KEYS = ['seq', 'logId', 'log', 'users', 'requests', 'audit', 'revoked', 'revokedSet', 'revokedSerials', 'revokedSerialsSet', 'clientIds', 'window', 'roles'] as const;
 
 // ARGV: origin, tag, maxlen, auditKeep, ops (JSON, for the log), expectations (JSON), count,
 // then count triples. Nothing is written unless every expectation holds.
 const APPLY_LUA = `
 for _, e in ipairs(cjson.decode(ARGV[6])) do
-  local v = redis.call('HGET', e[1] == 'user' and KEYS[4] or KEYS[5], e[2])
+  local v = redis.call('HGET', e[1] == 'user' and KEYS[4] or e[1] == 'role' and KEYS[13] or KEYS[5], e[2])
   if e[3] == 'absent' then
     if v then return {0, e[1] .. ' "' .. e[2] .. '" exists'} end
   elseif not v then return {0, e[1] .. ' "' .. e[2] .. '" does not exist'}
@@ -123,6 +124,8 @@ for _ = 1, n do
   elseif k == 'bind' then redis.call('HSET', KEYS[11], a, b)
   elseif k == 'unbind' then redis.call('HDEL', KEYS[11], a)
   elseif k == 'window' then redis.call('SET', KEYS[12], b)
+  elseif k == 'role' then redis.call('HSET', KEYS[13], a, b)
+  elseif k == 'deleteRole' then redis.call('HDEL', KEYS[13], a)
   end
 end
 local id = redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*', 'seq', seq, 'origin', ARGV[1], 'tag', ARGV[2], 'ops', ARGV[5])
@@ -130,7 +133,7 @@ redis.call('SET', KEYS[2], id)
 return {seq, id}
 `;
 
-const LOAD_KEYS = ['format', 'secret', 'seq', 'logId', 'users', 'requests', 'audit', 'revoked', 'revokedSerials', 'clientIds', 'window'] as const;
+const LOAD_KEYS = ['format', 'secret', 'seq', 'logId', 'users', 'requests', 'audit', 'revoked', 'revokedSerials', 'clientIds', 'window', 'roles'] as const;
 
 // ARGV: format, a new secret (kept only if there is none yet)
 const LOAD_LUA = `
@@ -149,7 +152,8 @@ return {
   redis.call('LRANGE', KEYS[8], 0, -1),
   redis.call('LRANGE', KEYS[9], 0, -1),
   redis.call('HGETALL', KEYS[10]),
-  redis.call('GET', KEYS[11]) or ''
+  redis.call('GET', KEYS[11]) or '',
+  redis.call('HGETALL', KEYS[12])
 }
 `;
 
@@ -159,7 +163,7 @@ redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2])
 return redis.call('HGET', KEYS[1], ARGV[1])
 `;
 
-type LoadReply = ['format', string] | ['ok', string, string, string, string[], string[], string[], string[], string[], string[], string];
+type LoadReply = ['format', string] | ['ok', string, string, string, string[], string[], string[], string[], string[], string[], string, string[]];
 
 interface ScriptConn extends Redis {
   crApply(...args: (string | number)[]): Promise<[number, string]>;
@@ -199,6 +203,12 @@ function encodeOps(ops: StoreOp[]): string[] {
         break;
       case 'window':
         out.push('window', '', JSON.stringify({ closesAt: o.closesAt, by: o.by }));
+        break;
+      case 'role':
+        out.push('role', o.role.name, JSON.stringify(o.role));
+        break;
+      case 'deleteRole':
+        out.push('deleteRole', o.name, '');
         break;
       default:
         throw new StoreError(`unknown change ${JSON.stringify((o as { op?: unknown }).op)}`);
@@ -355,7 +365,7 @@ export class RedisStore extends EventEmitter<RedisStoreEvents> implements Store 
     if (reply[0] === 'format') {
       throw new StoreError(`Redis at ${this.location} holds a client registry of format ${reply[1]} under "${this.prefix}"; this version reads format ${FORMAT}. It is never replaced automatically.`);
     }
-    const [, secret, seq, logId, users, requests, audit, revoked, revokedSerials, clientIds, window] = reply;
+    const [, secret, seq, logId, users, requests, audit, revoked, revokedSerials, clientIds, window, roles] = reply;
     const parse =
       (what: string) =>
       <T>(v: string, field?: string): T => {
@@ -377,6 +387,7 @@ export class RedisStore extends EventEmitter<RedisStoreEvents> implements Store 
       clientIds: record(clientIds, (v) => v)
     };
     if (window) snapshot.window = parse(KEY.window)<{ closesAt: number; by: string }>(window);
+    if (roles.length > 0) snapshot.roles = record(roles, parse(KEY.roles)<Role>);
     this.pos = { seq: snapshot.seq, id: logId };
     return snapshot;
   }
@@ -388,7 +399,7 @@ export class RedisStore extends EventEmitter<RedisStoreEvents> implements Store 
       // a revocation's time is fixed here, so every instance stores and replays the same
       const fixed = ops.map((o) => (o.op === 'revoke' && o.serial && !o.at ? { ...o, at: new Date().toISOString() } : o));
       const encoded = encodeOps(fixed);
-      const expectations = expect.map((e) => ('user' in e ? ['user', e.user, e.is] : ['request', e.request, e.is]));
+      const expectations = expect.map((e) => ('user' in e ? ['user', e.user, e.is] : 'role' in e ? ['role', e.role, e.is] : ['request', e.request, e.is]));
       args = [JSON.stringify(fixed), expectations.length > 0 ? JSON.stringify(expectations) : '[]', String(encoded.length / 3), ...encoded];
     } catch (err) {
       return Promise.reject(err instanceof StoreError ? err : new StoreError((err as Error).message));

@@ -15,7 +15,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import type { AuditEntry, PublicRequest, RequestStatus } from './contract';
-import type { User } from './realm';
+import type { Role, User } from './realm';
 
 export type { AuditEntry, RequestStatus };
 
@@ -67,6 +67,8 @@ export interface RealmSnapshot {
    * it together. The file store never writes it (a restart of the one instance locks it).
    */
   window?: { closesAt: number; by: string };
+  /** roles kept by the registry (imported or made through the admin API), by name */
+  roles?: Record<string, Role>;
 }
 
 export type StoreOp =
@@ -78,6 +80,8 @@ export type StoreOp =
   | { op: 'revoke'; fingerprint: string; serial?: string; at?: string }
   | { op: 'bindClientId'; clientId: string; username: string }
   | { op: 'unbindClientIds'; clientIds: string[] }
+  | { op: 'role'; role: Role }
+  | { op: 'deleteRole'; name: string }
   /** the window opened until `closesAt` (ms since 1970), or locked (0); shared stores only */
   | { op: 'window'; closesAt: number; by: string };
 
@@ -88,7 +92,7 @@ export const AUDIT_KEEP = 1000;
  * changed the same user or request since this one looked. A file store has one writer, whose own
  * checks (in memory) already hold, so it ignores them.
  */
-export type Expectation = { user: string; is: 'absent' | 'present' } | { request: string; is: 'present' | 'pending' };
+export type Expectation = { user: string; is: 'absent' | 'present' } | { request: string; is: 'present' | 'pending' } | { role: string; is: 'absent' | 'present' };
 
 export interface Store {
   /** Reads the stored state. Rejects with StoreError when it cannot be read. */
@@ -148,6 +152,14 @@ export function applyOps(s: RealmSnapshot, ops: StoreOp[]): void {
       case 'window':
         s.window = { closesAt: o.closesAt, by: o.by };
         break;
+      case 'role':
+        // role names come from the admin API: own data properties, never a prototype
+        s.roles ??= {};
+        Object.defineProperty(s.roles, o.role.name, { value: o.role, enumerable: true, writable: true, configurable: true });
+        break;
+      case 'deleteRole':
+        if (s.roles && Object.hasOwn(s.roles, o.name)) delete s.roles[o.name];
+        break;
       case 'audit':
         s.audit.push(o.entry);
         if (s.audit.length > AUDIT_KEEP) s.audit.splice(0, s.audit.length - AUDIT_KEEP);
@@ -165,7 +177,9 @@ const OP_FIELDS: Record<StoreOp['op'], [string, string]> = {
   revoke: ['fingerprint', 'string'],
   bindClientId: ['clientId', 'string'],
   unbindClientIds: ['clientIds', 'object'],
-  window: ['closesAt', 'number']
+  window: ['closesAt', 'number'],
+  role: ['role', 'object'],
+  deleteRole: ['name', 'string']
 };
 
 /** Why a journal record is not one this store wrote, or null. */
@@ -182,6 +196,7 @@ function recordError(rec: unknown): string | null {
     if (typeof v !== spec[1] || v === null) return `malformed "${o!.op}" change`;
     if (o!.op === 'user' && typeof (v as { username?: unknown }).username !== 'string') return 'malformed "user" change';
     if (o!.op === 'request' && typeof (v as { id?: unknown }).id !== 'string') return 'malformed "request" change';
+    if (o!.op === 'role' && (typeof (v as { name?: unknown }).name !== 'string' || !Array.isArray((v as { permissions?: unknown }).permissions))) return 'malformed "role" change';
   }
   return null;
 }

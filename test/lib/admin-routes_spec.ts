@@ -11,7 +11,7 @@ import { ALL_NODES as NODES, registryFlow as flow } from '../helpers/node-flows'
 import { ROUTES, UPDATE_TOPIC, routeUrl, type RouteName } from '../../nodes/lib/contract';
 import { getRealm } from '../../nodes/lib/runtime';
 
-const PARAMS: Record<string, string> = { id: 'nope', username: 'nobody', fingerprint: 'AA', type: 'registry-window' };
+const PARAMS: Record<string, string> = { id: 'nope', username: 'nobody', fingerprint: 'AA', type: 'registry-window', name: 'nope' };
 
 describe(`admin routes (lib/admin-routes, Node-RED ${nodeRedVersion})`, function () {
   this.timeout(20000);

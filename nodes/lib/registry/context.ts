@@ -5,7 +5,7 @@
  */
 import type { RealmEvents, WindowState } from '../contract';
 import type { PasswordHasher } from '../passwords';
-import type { User } from '../realm';
+import type { Role, User } from '../realm';
 import type { RegistrySettings } from '../settings';
 import type { Expectation, StoreOp } from '../store';
 import type { LoginThrottle } from '../throttle';
@@ -28,6 +28,10 @@ export interface RegistryContext {
   getUser(username: string): User | undefined;
   /** the realm's table of stored users (after the write), without announcing anything */
   storedUsers: { set(user: User): void; delete(username: string): void };
+  /** the realm's table of stored roles (after the write), without announcing anything */
+  storedRoles: { get(name: string): Role | undefined; set(role: Role): void; delete(name: string): void };
+  /** announces a changed role: recompiles its users' permissions, disconnects their sessions */
+  roleChanged(name: string): void;
   /** announces a changed user: recompiles permissions, disconnects its sessions */
   userChanged(username: string, reason: string): void;
   emit<K extends keyof RealmEvents>(event: K, ...args: RealmEvents[K]): boolean;

@@ -27,16 +27,19 @@ import type { CompiledPermissions } from '../permissions';
 import { Replication, isShared, type SharedStore } from './replication';
 import { RequestTable, publicRequest, type StoredRequest } from './requests';
 import { UserAdmin, publicUser } from './users';
+import { RoleAdmin } from './roles';
+import type { Role } from '../realm';
 import { RegistrationWindow } from './window';
 
 export type { AuditEntry, PublicRequest, PublicUser, WindowState } from '../contract';
 export type { CertificateAuthority } from './certificates';
 export type { DecidedRequest, PendingRequest, StoredRequest } from './requests';
 export type { RegistrationDecision, RegistrationFlow, RegistrationInput } from './registration';
-export { RegistryError } from './errors';
+import { RegistryError } from './errors';
+export { RegistryError };
 export { publicRequest } from './requests';
 export { publicUser } from './users';
-export { roleList, validateRoles } from './roles';
+export { publicRole, roleList, validateRoles } from './roles';
 
 export class ClientRegistry extends Realm {
   private readonly lifecycle: StoreLifecycle;
@@ -46,6 +49,7 @@ export class ClientRegistry extends Realm {
   private readonly certificates: Certificates;
   private readonly approval: Approval;
   private readonly users: UserAdmin;
+  private readonly roles: RoleAdmin;
   /** the one registration decision, which the MQTT and REST flows call */
   readonly registration: Registration;
   /** registration sessions: the explicit flow over MQTT alone */
@@ -86,11 +90,18 @@ export class ClientRegistry extends Realm {
         delete: (username) => void this.storedUsers.delete(username)
       },
       userChanged: (username, reason) => this.userChanged(username, reason),
+      storedRoles: {
+        get: (name) => this.storedRoles.get(name),
+        set: (role) => void this.storedRoles.set(role.name, role),
+        delete: (name) => void this.storedRoles.delete(name)
+      },
+      roleChanged: (name) => this.roleChanged(name),
       emit: (event, ...args) => this.emit(event, ...args)
     };
     this.certificates = new Certificates(ctx, caDir);
     this.approval = new Approval(ctx, this.certificates);
     this.users = new UserAdmin(ctx, this.certificates);
+    this.roles = new RoleAdmin(ctx);
     this.registration = new Registration(ctx, this.certificates, (username, password, address, clientId) => super.authenticate(username, password, address, clientId));
     this.mqttRegistration = new MqttRegistration(
       ctx,
@@ -109,6 +120,7 @@ export class ClientRegistry extends Realm {
     return this.lifecycle.start(
       (s) => {
         for (const u of Object.values(s.users)) this.storedUsers.set(u.username, u);
+        for (const r of Object.values(s.roles ?? {})) this.storedRoles.set(r.name, r);
         for (const r of Object.values(s.requests)) this.requests.index(r);
         this.audit.load(s.audit);
         this.certificates.load(s);
@@ -229,6 +241,13 @@ export class ClientRegistry extends Realm {
           case 'window':
             this.window.adopt(o.closesAt);
             break;
+          case 'role':
+            this.storedRoles.set(o.role.name, o.role);
+            this.roleChanged(o.role.name);
+            break;
+          case 'deleteRole':
+            if (this.storedRoles.delete(o.name)) this.roleChanged(o.name);
+            break;
         }
       }
     });
@@ -251,6 +270,9 @@ export class ClientRegistry extends Realm {
       const now = Object.hasOwn(s.users, name) ? s.users[name] : undefined;
       if (JSON.stringify(before) === JSON.stringify(now)) changed.delete(name);
     }
+    const roles = new Set<string>([...this.storedRoles.keys(), ...Object.keys(s.roles ?? {})]);
+    this.storedRoles.clear();
+    for (const r of Object.values(s.roles ?? {})) this.storedRoles.set(r.name, r);
     this.storedUsers.clear();
     for (const u of Object.values(s.users)) this.storedUsers.set(u.username, u);
     this.requests.clear();
@@ -262,6 +284,7 @@ export class ClientRegistry extends Realm {
     this.clientIds.withoutStoring(() => {
       for (const name of changed) this.userChanged(name, 'user changed');
     });
+    for (const name of roles) this.roleChanged(name);
   }
 
   get storeLocation(): string | null {
@@ -445,5 +468,27 @@ export class ClientRegistry extends Realm {
   /** Deletes a stored user; disconnects its sessions. */
   deleteUser(username: string, by = 'api'): Promise<void> {
     return this.users.delete(username, by);
+  }
+
+  // ---- roles the registry keeps (admin API, import) -------------------------------------------
+
+  createRole(input: { name?: unknown; permissions?: unknown }, by = 'api'): Promise<Role> {
+    return this.roles.create(input, by);
+  }
+
+  /** Replaces a registry role's permissions; its users' sessions are disconnected. */
+  updateRole(name: string, input: { permissions?: unknown }, by = 'api'): Promise<Role> {
+    return this.roles.update(name, input, by);
+  }
+
+  deleteRole(name: string, by = 'api'): Promise<void> {
+    return this.roles.delete(name, by);
+  }
+
+  /** A registry role as listed (with whether a flow role of its name overrides it). */
+  roleView(name: string): { role: Role; source: 'flow' | 'registry'; shadowed: boolean } {
+    const view = this.listAllRoles().find((r) => r.source === 'registry' && r.role.name === name);
+    if (!view) throw new RegistryError(404, `no registry role "${name}"`);
+    return view;
   }
 }

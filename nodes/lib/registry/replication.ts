@@ -65,6 +65,10 @@ function subjectOf(op: StoreOp): string | null {
       return 'request:' + op.id;
     case 'window':
       return 'window';
+    case 'role':
+      return 'role:' + op.role.name;
+    case 'deleteRole':
+      return 'role:' + op.name;
     default:
       return null;
   }

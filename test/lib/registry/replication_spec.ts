@@ -106,6 +106,20 @@ describe('registry replication (Redis)', function () {
     }
   });
 
+  it('a registry role made on one instance is in effect on the other, and its users there are disconnected', async () => {
+    const [a, b] = [await instance(), await instance()];
+    await a.createUser({ username: 'ivan', password: 'ivan password 1', roles: ['meters'] });
+    await until(() => !!b.getUser('ivan'), 2000, 'ivan on b');
+    const kicks: string[][] = [];
+    b.on('kick', (names: string[]) => kicks.push(names));
+    await a.createRole({ name: 'meters', permissions: [{ topic: 'meters/{username}', access: 'write' }] });
+    const me = { username: 'ivan', clientId: 'i1' };
+    await until(() => b.permissionsFor('ivan').allowsTopic('write', 'meters/ivan', me), 2000, 'role on b');
+    assert.ok(kicks.some((k) => k.includes('ivan')));
+    await b.deleteRole('meters');
+    await until(() => !a.permissionsFor('ivan').allowsTopic('write', 'meters/ivan', me), 2000, 'role gone on a');
+  });
+
   it('failed logins on one instance back off the same username on the other', async () => {
     const [a, b] = [await instance(), await instance()];
     await a.createUser({ username: 'bob', password: 'bob password 1', roles: [] });
