@@ -223,6 +223,22 @@ function adminHandlers(api: RoutesApi): Record<AdminRoute, Handler> {
       if (!ca) return send(res, Promise.reject(new RegistryError(404, 'no certificate authority is available')));
       res.status(200).type('application/x-pem-file').send(ca.caCertificate());
     },
+    backup: (req, res) => {
+      const includeCaKey = req.query.includeCaKey === 'true';
+      realm()
+        .backup({ includeCaKey })
+        .then(
+          (b) => {
+            res.setHeader('content-disposition', `attachment; filename="client-registry-backup-${b.createdAt.slice(0, 10)}.json"`);
+            res.status(200).json(b);
+          },
+          (err: Error) => send(res, Promise.reject(err))
+        );
+    },
+    restore: (req, res) => {
+      const b = body(req);
+      send(res, realm().restore(b.backup, { mode: b.mode, dryRun: b.dryRun === true, by: who(req) }));
+    },
     state: (_req, res) => {
       const r = realm();
       send(res, {

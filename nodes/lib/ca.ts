@@ -542,6 +542,11 @@ export class RegistryCA {
     return this.certificate.toString();
   }
 
+  /** The CA's private key (PKCS#8 PEM), for a backup that asks for it explicitly. */
+  privateKeyPem(): string {
+    return this.key.export({ format: 'pem', type: 'pkcs8' }) as string;
+  }
+
   /** Why a CSR is not acceptable for this username (CN checked before the signature), or null. */
   validateCsr(pem: string, username: string): string | null {
     return validateCsr(pem, username);

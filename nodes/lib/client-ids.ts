@@ -107,6 +107,13 @@ export class ClientIdBindings {
     for (const [clientId, username] of Object.entries(entries ?? {})) this.set(clientId, username);
   }
 
+  /** Every binding, client id -> username (own data properties). */
+  entries(): Record<string, string> {
+    const out: Record<string, string> = {};
+    for (const [id, user] of this.owners) Object.defineProperty(out, id, { value: user, enumerable: true, writable: true, configurable: true });
+    return out;
+  }
+
   ownerOf(clientId: string): string | undefined {
     return this.owners.get(clientId);
   }

@@ -39,7 +39,8 @@ export const AUDIT_ACTIONS = [
   'window-closed',
   'role-created',
   'role-updated',
-  'role-deleted'
+  'role-deleted',
+  'restored'
 ] as const;
 export type AuditAction = (typeof AUDIT_ACTIONS)[number];
 
@@ -259,6 +260,9 @@ export const ROUTES = {
   clients: { method: 'get', path: '/client-registry/clients', permission: PERMISSION_READ },
   audit: { method: 'get', path: '/client-registry/audit', permission: PERMISSION_READ },
   ca: { method: 'get', path: '/client-registry/ca', permission: PERMISSION_READ },
+  // password hashes (and on request the CA key) leave the runtime: write permission only
+  backup: { method: 'get', path: '/client-registry/backup', permission: PERMISSION_WRITE },
+  restore: { method: 'post', path: '/client-registry/restore', permission: PERMISSION_WRITE, body: true },
   state: { method: 'get', path: '/client-registry/state', permission: PERMISSION_READ },
   button: { method: 'post', path: '/client-registry/button/:type/:id', permission: PERMISSION_WRITE, body: true },
   /** the device endpoint: no Node-RED login; its own limits (see docs/SECURITY.md) */

@@ -192,7 +192,7 @@ function encodeOps(ops: StoreOp[]): string[] {
         out.push('audit', '', JSON.stringify(o.entry));
         break;
       case 'revoke':
-        out.push('revoke', o.fingerprint, '');
+        if (o.fingerprint) out.push('revoke', o.fingerprint, '');
         if (o.serial) out.push('revokeSerial', o.serial, JSON.stringify({ serial: o.serial, revokedAt: o.at }));
         break;
       case 'bindClientId':

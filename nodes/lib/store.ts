@@ -135,7 +135,8 @@ export function applyOps(s: RealmSnapshot, ops: StoreOp[]): void {
         break;
       case 'revoke':
         s.revoked ??= [];
-        if (!s.revoked.includes(o.fingerprint)) s.revoked.push(o.fingerprint);
+        // (an empty fingerprint: a serial revoked on its own, as a restore writes it)
+        if (o.fingerprint && !s.revoked.includes(o.fingerprint)) s.revoked.push(o.fingerprint);
         if (o.serial) {
           s.revokedSerials ??= [];
           if (!s.revokedSerials.some((r) => r.serial === o.serial)) s.revokedSerials.push({ serial: o.serial, revokedAt: o.at ?? new Date().toISOString() });

@@ -25,6 +25,11 @@ export class AuditLog {
     this.announce(entry, remote);
   }
 
+  /** Every entry kept, oldest first. */
+  all(): AuditEntry[] {
+    return this.entries.slice();
+  }
+
   /** The newest `limit` entries, newest first. */
   list(limit = 100): AuditEntry[] {
     const n = Math.max(1, Math.min(AUDIT_KEEP, Math.floor(limit) || 100));

@@ -23,7 +23,7 @@ export interface CertificateAuthority {
 export type RevokeOp = StoreOp & { op: 'revoke' };
 
 export class Certificates implements ClientCertificates {
-  ca: (CertificateAuthority & Partial<Pick<RegistryCA, 'issueServer' | 'issued'>>) | null = null;
+  ca: (CertificateAuthority & Partial<Pick<RegistryCA, 'issueServer' | 'issued' | 'privateKeyPem'>>) | null = null;
   /** why the CA could not be opened (TLS and CSR signing are then unavailable) */
   caError: Error | null = null;
   private readonly revoked = new Set<string>();
@@ -41,6 +41,11 @@ export class Certificates implements ClientCertificates {
   load(s: RealmSnapshot): void {
     for (const f of s.revoked ?? []) this.revoked.add(f);
     this.revokedSerials = (s.revokedSerials ?? []).slice();
+  }
+
+  /** The revocations, as stored (for a backup). */
+  stored(): Pick<RealmSnapshot, 'revoked' | 'revokedSerials'> {
+    return { revoked: [...this.revoked], revokedSerials: this.revokedSerials.map((r) => ({ ...r })) };
   }
 
   /** Opens the CA (unless one was given); a CA that cannot be opened is reported in caError. */
@@ -121,7 +126,7 @@ export class Certificates implements ClientCertificates {
     let changed = false;
     for (const o of ops) {
       if (o.op !== 'revoke') continue;
-      this.revoked.add(o.fingerprint);
+      if (o.fingerprint) this.revoked.add(o.fingerprint);
       if (o.serial && !this.revokedSerials.some((r) => r.serial === o.serial)) {
         this.revokedSerials.push({ serial: o.serial, revokedAt: o.at ?? new Date().toISOString() });
         changed = true;

@@ -28,6 +28,7 @@ import { Replication, isShared, type SharedStore } from './replication';
 import { RequestTable, publicRequest, type StoredRequest } from './requests';
 import { UserAdmin, publicUser } from './users';
 import { RoleAdmin } from './roles';
+import { afterOps, checkBackup, makeBackup, restoreOps, type Backup, type RestoreMode, type RestoreSummary } from './backup';
 import type { Role } from '../realm';
 import { RegistrationWindow } from './window';
 
@@ -58,6 +59,7 @@ export class ClientRegistry extends Realm {
   /** the store several instances share (Redis), or null */
   private readonly shared: SharedStore | null;
   private replication: Replication | null = null;
+  private busyRestoring = false;
   /** see claim(); set only when the store is shared */
   readonly claimClientId?: (clientId: string, username: string) => Promise<{ code: 2 | 3; reason: string } | null>;
   private durability: Pick<StoreStatus, 'durable' | 'durability'> = { durable: null, durability: null };
@@ -483,6 +485,68 @@ export class ClientRegistry extends Realm {
 
   deleteRole(name: string, by = 'api'): Promise<void> {
     return this.roles.delete(name, by);
+  }
+
+  // ---- backup and restore ----------------------------------------------------------------------
+
+  /** What the registry keeps now, as a snapshot (built from memory: the store holds the same). */
+  private snapshotNow(): RealmSnapshot {
+    const requests: RealmSnapshot['requests'] = {};
+    for (const r of this.requests.all()) requests[r.id] = r;
+    const users: RealmSnapshot['users'] = {};
+    for (const u of this.storedUsers.values()) Object.defineProperty(users, u.username, { value: u, enumerable: true, writable: true, configurable: true });
+    const roles: Record<string, Role> = {};
+    for (const r of this.storedRoles.values()) Object.defineProperty(roles, r.name, { value: r, enumerable: true, writable: true, configurable: true });
+    const w = this.window.state();
+    const window = { closesAt: w.open && w.closesAt ? Date.parse(w.closesAt) : 0, by: '' };
+    return { version: 1, seq: 0, secret: '', users, requests, roles, audit: this.audit.all(), ...this.certificates.stored(), clientIds: this.clientIds.entries(), window };
+  }
+
+  /** A backup of everything the registry keeps; the CA's private key only when asked for. */
+  async backup(opts: { includeCaKey?: boolean } = {}): Promise<Backup> {
+    await this.ready();
+    const ca = this.ca;
+    let caPart: { certificate: string; key?: string } | null = null;
+    if (ca) {
+      caPart = { certificate: ca.caCertificate() };
+      if (opts.includeCaKey) {
+        if (!ca.privateKeyPem) throw new RegistryError(409, 'the CA key is not available for a backup');
+        caPart.key = ca.privateKeyPem();
+      }
+    } else if (opts.includeCaKey) {
+      throw new RegistryError(503, `no certificate authority: ${this.caError?.message ?? 'not started'}`);
+    }
+    return makeBackup(this.snapshotNow(), caPart);
+  }
+
+  /**
+   * Puts a backup back, replacing what the registry keeps or merging into it: checked whole
+   * first, written as one change, applied like a realm read again (sessions whose permissions
+   * changed are disconnected). `dryRun`: only the summary. The CA is not restored here.
+   */
+  async restore(doc: unknown, opts: { mode?: unknown; dryRun?: boolean; by?: string } = {}): Promise<RestoreSummary> {
+    await this.ready();
+    if (opts.mode !== 'replace' && opts.mode !== 'merge') throw new RegistryError(400, 'mode must be "replace" or "merge"');
+    const mode: RestoreMode = opts.mode;
+    const backup = checkBackup(doc);
+    const now = this.snapshotNow();
+    const flowUsers = new Set(this.listUsers().filter((u) => u.source === 'flow').map((u) => u.username));
+    const { ops, summary } = restoreOps(now, backup, mode, flowUsers);
+    if (opts.dryRun) return summary;
+    const entry = this.audit.entry('restored', '', opts.by ?? 'api', { details: { mode, users: summary.users, roles: summary.roles, requests: summary.requests } });
+    ops.push({ op: 'audit', entry });
+    if (this.busyRestoring) throw new RegistryError(409, 'a restore is running');
+    this.busyRestoring = true;
+    try {
+      await this.lifecycle.write(ops);
+      this.clientIds.withoutStoring(() => this.reload(afterOps(now, ops)));
+    } finally {
+      this.busyRestoring = false;
+    }
+    this.emit('audit', entry);
+    this.emit('users');
+    this.emit('roles');
+    return summary;
   }
 
   /** A registry role as listed (with whether a flow role of its name overrides it). */

@@ -53,6 +53,11 @@ export class RequestTable {
     this.byUsername.set(r.username, r.id);
   }
 
+  /** Every request, pending or decided. */
+  all(): StoredRequest[] {
+    return [...this.byId.values()];
+  }
+
   /** Forgets every request (the realm is read again). */
   clear(): void {
     this.byId.clear();
