@@ -281,6 +281,31 @@ export function routeUrl(name: RouteName, params: Record<string, string> = {}): 
 /** The largest device registration body (bytes). */
 export const MAX_REGISTER_BODY = 64 * 1024;
 
+// ---- import and restore -----------------------------------------------------------------------
+
+/**
+ * POST client-registry/import: `{ passwd?, acl?, dynsec?, dryRun? }` (the texts of a
+ * mosquitto_passwd file, an ACL file, a dynamic-security.json). The answer is the preview (with
+ * `dryRun`, nothing is written) or what was written; all or nothing.
+ */
+export interface ImportPreview {
+  applied: boolean;
+  users: { username: string; roles: string[]; disabled: boolean; hashScheme: string; replaces: boolean }[];
+  roles: { name: string; permissions: Permission[]; replaces: boolean; shadowedByFlow: boolean }[];
+  warnings: { severity: 'refused' | 'warning'; where: string; message: string }[];
+}
+
+/** What POST client-registry/restore answers (also for `dryRun`). */
+export interface RestoreSummary {
+  mode: 'replace' | 'merge';
+  users: number;
+  roles: number;
+  requests: number;
+  removedUsers: string[];
+  removedRoles: string[];
+  ca: boolean;
+}
+
 // ---- registration over MQTT ------------------------------------------------------------------
 
 /**

@@ -10,7 +10,7 @@
  * users and roles whose definition changed have their sessions disconnected.
  */
 import { X509Certificate, createPrivateKey } from 'node:crypto';
-import { AUDIT_ACTIONS, REQUEST_FLOWS, REQUEST_STATUSES, USER_SOURCES, type AuditEntry } from '../contract';
+import { AUDIT_ACTIONS, REQUEST_FLOWS, REQUEST_STATUSES, USER_SOURCES, type AuditEntry, type RestoreSummary } from '../contract';
 import { validatePermission } from '../permissions';
 import { validatePublishPrefix, validateUsername } from '../passwords';
 import type { Role, User } from '../realm';
@@ -39,16 +39,7 @@ export interface Backup {
 export type RestoreMode = 'replace' | 'merge';
 
 /** What a restore did (or would do, for a dry run). */
-export interface RestoreSummary {
-  mode: RestoreMode;
-  users: number;
-  roles: number;
-  requests: number;
-  /** stored users and roles the restore removes (replace only) */
-  removedUsers: string[];
-  removedRoles: string[];
-  ca: boolean;
-}
+export type { RestoreSummary };
 
 /** A backup of the snapshot (what the registry keeps now). */
 export function makeBackup(s: RealmSnapshot, ca: { certificate: string; key?: string } | null): Backup {
