@@ -10,7 +10,18 @@ import { DEFAULT_LOGIN_THROTTLE, type LoginThrottleOptions } from './throttle';
  * system; TLS (`rediss://`), password, user and db go in the URL, anything else ioredis takes
  * (sentinels, tls options) in `options`.
  */
-export type StoreSettings = { type: 'file'; path?: string } | { type: 'redis'; url: string; prefix?: string; options?: Record<string, unknown> };
+export type StoreSettings =
+  | { type: 'file'; path?: string }
+  | {
+      type: 'redis';
+      url: string;
+      prefix?: string;
+      options?: Record<string, unknown>;
+      /** this instance's name among the others (default: derived from host name and user directory) */
+      instanceId?: string;
+      /** aedes' heartbeat between instances, ms (default 3000): a dead instance's wills within 7 of these */
+      heartbeatIntervalMs?: number;
+    };
 
 /**
  * Limits on what the network can make the broker hold before and after authentication
@@ -104,9 +115,17 @@ function redisSettings(st: Record<string, unknown>): StoreSettings {
   }
   if (st.prefix !== undefined && (typeof st.prefix !== 'string' || st.prefix === '' || st.prefix.length > 100)) throw new Error('clientRegistry.store.prefix must be a non-empty string (at most 100 characters)');
   if (st.options !== undefined && (typeof st.options !== 'object' || st.options === null || Array.isArray(st.options))) throw new Error('clientRegistry.store.options must be an object (ioredis options)');
+  if (st.instanceId !== undefined && (typeof st.instanceId !== 'string' || !/^[A-Za-z0-9._-]{1,64}$/.test(st.instanceId))) {
+    throw new Error('clientRegistry.store.instanceId must be 1 to 64 letters, digits, ".", "_" or "-"');
+  }
+  if (st.heartbeatIntervalMs !== undefined && !(Number.isInteger(st.heartbeatIntervalMs) && (st.heartbeatIntervalMs as number) >= 500 && (st.heartbeatIntervalMs as number) <= 600_000)) {
+    throw new Error('clientRegistry.store.heartbeatIntervalMs must be an integer from 500 to 600000');
+  }
   const out: StoreSettings = { type: 'redis', url };
   if (st.prefix !== undefined) out.prefix = st.prefix as string;
   if (st.options !== undefined) out.options = st.options as Record<string, unknown>;
+  if (st.instanceId !== undefined) out.instanceId = st.instanceId as string;
+  if (st.heartbeatIntervalMs !== undefined) out.heartbeatIntervalMs = st.heartbeatIntervalMs as number;
   return out;
 }
 

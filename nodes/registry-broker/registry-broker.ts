@@ -3,7 +3,7 @@
  * from the node's properties, status from the broker, access events to the output.
  */
 import type { Node, NodeAPI, NodeDef } from 'node-red';
-import { RegistryBroker, type AccessEvent, type BrokerOptions } from '../lib/broker';
+import { RegistryBroker, brokerId, type AccessEvent, type BrokerOptions } from '../lib/broker';
 import { setupRuntime } from '../lib/runtime';
 
 interface BrokerNodeDef extends NodeDef {
@@ -112,8 +112,11 @@ export = function (RED: NodeAPI) {
           return fail('registry-broker.errors.tls', { error: (err as Error).message });
         }
       }
+      const store = entry.settings.store;
       const opts: BrokerOptions = {
-        id: node.id,
+        // several instances run the same flows: each needs its own broker id, the same after a restart
+        id: store.type === 'redis' ? brokerId(node.id, store.instanceId ?? null, RED.settings.userDir) : node.id,
+        cluster: store.type === 'redis' ? { url: store.url, prefix: store.prefix, redis: store.options as never, heartbeatIntervalMs: store.heartbeatIntervalMs } : undefined,
         port: ports.port,
         tlsPort: ports.tlsPort,
         tls,

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { NodeRedProcess } from '../helpers/nodered-process';
 import { startRedis, type RedisServer } from '../helpers/redis';
-import { ClientPool, sleep } from '../helpers/mqtt';
+import { ClientPool, publish, sleep, subscribe, within } from '../helpers/mqtt';
 
 /** Resolves with the first truthy result of `check` (polled every 50 ms), or rejects after `ms`. */
 async function waitFor<T>(check: () => Promise<T>, ms: number, what: string): Promise<NonNullable<T>> {
@@ -28,7 +28,7 @@ const FLOWS = [
   { id: 'cbroker', type: 'registry-broker', z: 'ctab', name: '', port: '0', host: '127.0.0.1', tlsPort: '', wsPort: '', wsPath: '', requireClientCert: false, disconnectOnDenied: false, x: 200, y: 100, wires: [[]] },
   { id: 'cwindow', type: 'registry-window', z: 'ctab', name: '', minutes: '5', x: 200, y: 160, wires: [[]] },
   { id: 'creqs', type: 'registry-requests', z: 'ctab', name: '', grantRoles: [], x: 200, y: 220, wires: [[]] },
-  { id: 'crole1', type: 'registry-role', name: 'device', permissions: [{ topic: 'devices/{username}/#', access: 'readwrite' }] },
+  { id: 'crole1', type: 'registry-role', name: 'device', permissions: [{ topic: 'devices/{username}/#', access: 'readWrite' }] },
   { id: 'crole2', type: 'registry-role', name: 'monitor', permissions: [{ topic: 'devices/#', access: 'read' }] },
   { id: 'cuser1', type: 'registry-user', username: 'monitor', roles: ['monitor'], publishPrefix: '', disabled: false }
 ];
@@ -60,10 +60,10 @@ describe('several instances on one Redis (real Node-RED processes)', function ()
     reds.splice(0).forEach((r) => r.cleanup());
   });
 
-  async function instances(n: number, prefix: string, server = redis): Promise<NodeRedProcess[]> {
+  async function instances(n: number, prefix: string, server = redis, store: object = {}): Promise<NodeRedProcess[]> {
     const started = await Promise.all(
       Array.from({ length: n }, () =>
-        new NodeRedProcess().start({ flows: FLOWS, credentials: CREDS, users: USERS, clientRegistry: { store: { type: 'redis', url: server.url, prefix } } })
+        new NodeRedProcess().start({ flows: FLOWS, credentials: CREDS, users: USERS, clientRegistry: { store: { type: 'redis', url: server.url, prefix, ...store } } })
       )
     );
     reds.push(...started);
@@ -104,6 +104,66 @@ describe('several instances on one Redis (real Node-RED processes)', function ()
     const audit = (await b.api('GET', 'client-registry/audit?limit=20')).body as { action: string; username: string }[];
     assert.ok(audit.some((e) => e.action === 'approved' && e.username === 'dev-001'));
     assert.ok(audit.some((e) => e.action === 'user-updated' && e.username === 'dev-001'));
+  });
+
+  it('one message space: a publish on one instance reaches permitted subscribers on the other (read checked there), retained messages too', async () => {
+    const [a, b] = await instances(2, 'm1:');
+    const [portA, portB] = [await a.brokerPort(), await b.brokerPort()];
+    assert.equal((await a.api('POST', 'client-registry/users', { username: 'sensor-1', password: 'sensor-pass-1', roles: ['device'] })).status, 200);
+    assert.equal((await a.api('POST', 'client-registry/users', { username: 'sensor-2', password: 'sensor-pass-2', roles: ['device'] })).status, 200);
+    await waitFor(async () => ((await b.api('GET', 'client-registry/users')).body as unknown[]).length >= 3, 1000, 'users on b');
+    const monitor = await pool.connect(portB, { username: 'monitor', password: 'monitor-pass', clientId: 'mon-b' });
+    await subscribe(monitor, 'devices/#', 1);
+    const other = await pool.connect(portB, { username: 'sensor-2', password: 'sensor-pass-2', clientId: 's2-b' });
+    await subscribe(other, 'devices/#', 1); // granted (covers its own topics); deliveries checked one by one
+    const sensor = await pool.connect(portA, { username: 'sensor-1', password: 'sensor-pass-1', clientId: 's1-a' });
+    await publish(sensor, 'devices/sensor-1/temp', '21.5', { qos: 1 });
+    await publish(sensor, 'devices/sensor-1/state', 'on', { qos: 1, retain: true });
+    await waitFor(async () => pool.inbox(monitor).length >= 2, 3000, 'deliveries on b');
+    assert.deepEqual(pool.inbox(monitor).map((m) => `${m.topic} ${m.payload}`).sort(), ['devices/sensor-1/state on', 'devices/sensor-1/temp 21.5']);
+    await sleep(200);
+    assert.deepEqual(pool.inbox(other), [], 'the read check of the receiving instance: sensor-2 may not read sensor-1');
+    const late = await pool.connect(portB, { username: 'monitor', password: 'monitor-pass', clientId: 'mon-b2' });
+    await subscribe(late, 'devices/+/state', 1);
+    await waitFor(async () => pool.inbox(late).some((m) => m.retain && m.payload === 'on'), 3000, 'retained on b');
+  });
+
+  it('a persistent session follows its client to the other instance, and a client id taken on one ends the older connection on the other', async () => {
+    const [a, b] = await instances(2, 'm2:');
+    const [portA, portB] = [await a.brokerPort(), await b.brokerPort()];
+    assert.equal((await a.api('POST', 'client-registry/users', { username: 'sensor-1', password: 'sensor-pass-1', roles: ['device'] })).status, 200);
+    await waitFor(async () => ((await b.api('GET', 'client-registry/users')).body as unknown[]).length >= 2, 1000, 'user on b');
+    const first = await pool.connect(portA, { username: 'monitor', password: 'monitor-pass', clientId: 'mon-persistent', clean: false });
+    await subscribe(first, 'devices/#', 1);
+    first.end(true);
+    await pool.closed(first);
+    const sensor = await pool.connect(portB, { username: 'sensor-1', password: 'sensor-pass-1', clientId: 's1-b' });
+    await publish(sensor, 'devices/sensor-1/temp', 'while away', { qos: 1 });
+    await sleep(300);
+    const back = await pool.connect(portB, { username: 'monitor', password: 'monitor-pass', clientId: 'mon-persistent', clean: false });
+    await waitFor(async () => pool.inbox(back).some((m) => m.payload === 'while away'), 5000, 'the queued message on the other instance');
+
+    // the same client id on the other instance: the older connection ends
+    const older = await pool.connect(portA, { username: 'sensor-1', password: 'sensor-pass-1', clientId: 'sensor-1-main' });
+    await pool.connect(portB, { username: 'sensor-1', password: 'sensor-pass-1', clientId: 'sensor-1-main' });
+    await within(pool.closed(older), 3000, 'the older connection closed');
+  });
+
+  it('kill -9 of one instance: the other keeps serving and publishes the wills of its clients within 7 heartbeats', async () => {
+    const [a, b] = await instances(2, 'm3:', redis, { heartbeatIntervalMs: 1000 });
+    const [portA, portB] = [await a.brokerPort(), await b.brokerPort()];
+    assert.equal((await a.api('POST', 'client-registry/users', { username: 'sensor-1', password: 'sensor-pass-1', roles: ['device'] })).status, 200);
+    await waitFor(async () => ((await b.api('GET', 'client-registry/users')).body as unknown[]).length >= 2, 1000, 'user on b');
+    const monitor = await pool.connect(portB, { username: 'monitor', password: 'monitor-pass', clientId: 'mon-will' });
+    await subscribe(monitor, 'devices/#', 1);
+    await pool.connect(portA, { username: 'sensor-1', password: 'sensor-pass-1', clientId: 's1-will', will: { topic: 'devices/sensor-1/status', payload: Buffer.from('offline'), qos: 1, retain: false } });
+    await sleep(1500); // a heartbeat or two of a's
+    const killedAt = Date.now();
+    await a.kill();
+    await waitFor(async () => pool.inbox(monitor).some((m) => m.topic === 'devices/sensor-1/status' && m.payload === 'offline'), 12_000, 'the will of the dead instance');
+    const took = Date.now() - killedAt;
+    assert.ok(took <= 7 * 1000 + 1500, `will after ${took} ms`);
+    assert.equal(await pool.connack(portB, { username: 'sensor-1', password: 'sensor-pass-1', clientId: 's1-after' }), 0, 'b keeps serving');
   });
 
   it('a client id bound to one user on one instance is refused to another user on the other', async () => {

@@ -185,6 +185,20 @@ export type Delivery = (message: EmitterMessage, cb: EmitterCallback) => void;
  * What lib/broker/safe-emitter may change in an mqemitter, as operations: nothing outside this
  * module touches mqemitter's private fields.
  */
+// ---- mqemitter-redis ------------------------------------------------------------------------------
+
+/**
+ * mqemitter-redis publishes every message to Redis (`emit`) and delivers what comes back from
+ * Redis to its local subscribers through the plain mqemitter emit, which it keeps as `_emit` (an
+ * own copy of MQEmitter.prototype.emit on its prototype). The broker's backlog accounting must
+ * wrap that local step, not the network publish. Private: `_emit`.
+ */
+export function localEmitName(mq: object): 'emit' | '_emit' {
+  const proto = Object.getPrototypeOf(mq) as { _emit?: unknown; emit?: unknown } | null;
+  if (proto && typeof proto._emit === 'function' && proto._emit !== proto.emit) return '_emit';
+  return 'emit';
+}
+
 export class EmitterAccess {
   private readonly internals: EmitterInternals;
 

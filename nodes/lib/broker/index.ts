@@ -30,16 +30,21 @@ import { authorizePublish } from './hooks/authorize-publish';
 import { authorizeSubscribe, grantedSubscriptions } from './hooks/authorize-subscribe';
 import { authorizeForward } from './hooks/authorize-forward';
 import { dropRefusedPublishes } from './hooks/publish';
+import { openCluster, type ClusterOptions, type ClusterParts } from './cluster';
 import { RegistrationSessions } from './registration-sessions';
 import type { Decision } from '../contract';
 
 export type { AccessEvent, AccessEventTopic } from './access-events';
 export type { WebSocketOnServer } from './listeners';
 export type { BrokerRealm, BrokerAuthResult } from './realm-port';
+export type { ClusterOptions } from './cluster';
+export { brokerId } from './cluster';
 
 export interface BrokerOptions extends ListenerOptions {
-  /** stable broker id (aedes uses it for wills and $SYS topics) */
+  /** stable broker id (aedes uses it for wills and $SYS topics); distinct per instance in a cluster */
   id: string;
+  /** several instances, one message space (Redis); absent: in memory, this instance only */
+  cluster?: ClusterOptions;
   /** disconnect a client whose publish is refused, instead of acknowledging and dropping it */
   disconnectOnDeniedPublish?: boolean;
   /** limits on what the network can make the broker hold (defaults: DEFAULT_LIMITS) */
@@ -54,6 +59,8 @@ export class RegistryBroker extends EventEmitter {
   /** what the hooks share */
   private readonly ctx: HookContext;
   private closed = false;
+  /** the Redis parts when several instances share the message space */
+  private cluster: ClusterParts | null = null;
   private readonly onKick = (usernames: string[], reason: string): void => this.kick(usernames, reason);
   private readonly onRealmWarning = (err: Error): void => void this.emit('warning', err);
   private readonly onDecision = (d: Decision): void => this.ctx.registration.decided(d);
@@ -83,6 +90,7 @@ export class RegistryBroker extends EventEmitter {
         return broker.closed;
       },
       report: this.report,
+      clusterId: opts.cluster ? opts.id : null,
       registration: new RegistrationSessions(aedes, realm, this.sessions)
     };
     realm.on('kick', this.onKick);
@@ -94,13 +102,26 @@ export class RegistryBroker extends EventEmitter {
   /** Creates the broker and starts its listeners. Closes everything again if a listener fails. */
   static async start(realm: BrokerRealm, opts: BrokerOptions): Promise<RegistryBroker> {
     const { Aedes } = await import('aedes');
-    const aedes = await Aedes.createBroker({
-      id: opts.id,
-      mq: createSafeEmitter({ concurrency: 100, matchEmptyLevels: true }) as never,
-      drainTimeout: 30_000,
-      connectTimeout: { ...DEFAULT_LIMITS, ...opts.limits }.connectTimeoutMs
-    });
+    const warnings: Error[] = [];
+    let warn = (err: Error): void => void warnings.push(err);
+    const cluster = opts.cluster ? await openCluster(opts.cluster, (err) => warn(err)) : null;
+    let aedes: Aedes;
+    try {
+      aedes = await Aedes.createBroker({
+        id: opts.id,
+        mq: createSafeEmitter({ concurrency: 100, matchEmptyLevels: true }, (cluster?.emitter as never) ?? undefined) as never,
+        ...(cluster ? { persistence: cluster.persistence as never, heartbeatInterval: cluster.heartbeatInterval } : {}),
+        drainTimeout: 30_000,
+        connectTimeout: { ...DEFAULT_LIMITS, ...opts.limits }.connectTimeoutMs
+      });
+    } catch (err) {
+      await cluster?.close();
+      throw err;
+    }
     const broker = new RegistryBroker(aedes, realm, opts);
+    broker.cluster = cluster;
+    warn = (err) => void broker.emit('warning', err);
+    for (const w of warnings) warn(w);
     broker.wire();
     try {
       await broker.servers.listen();
@@ -179,9 +200,12 @@ export class RegistryBroker extends EventEmitter {
     this.realm.off('decision', this.onDecision);
     this.realm.brokers.delete(this);
     const closing = this.servers.stop();
-    await new Promise<void>((resolve) => this.aedes.close(() => resolve()));
+    const aedesClosed = new Promise<void>((resolve) => this.aedes.close(() => resolve()));
+    // (mqemitter-redis waits for its connections to end, which an unreachable Redis never does)
+    await (this.cluster ? Promise.race([aedesClosed, new Promise((r) => setTimeout(r, 5000).unref())]) : aedesClosed);
     this.servers.dropConnections();
     await closing;
+    await this.cluster?.close();
     this.removeAllListeners();
   }
 }

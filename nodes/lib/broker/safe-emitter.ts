@@ -13,7 +13,7 @@
  * new messages keep queueing behind it exactly as before: per-publisher order is unchanged.
  */
 import mqemitter from 'mqemitter';
-import { EmitterAccess, type EmitterCallback as Callback, type EmitterMessage as Message } from './aedes-internals';
+import { EmitterAccess, localEmitName, type EmitterCallback as Callback, type EmitterMessage as Message } from './aedes-internals';
 
 /**
  * Bytes of messages waiting in the emitter's queue (all `concurrency` deliveries busy, e.g. with
@@ -71,16 +71,22 @@ class Fifo<T> {
 const MAX_DEPTH = 64;
 const DRAIN_BATCH = 1000;
 
-export function createSafeEmitter(opts: { concurrency?: number; matchEmptyLevels?: boolean }): ReturnType<typeof mqemitter> {
-  const mq = mqemitter(opts);
+/**
+ * `existing`: an emitter to guard instead of a new in-memory one (mqemitter-redis, for several
+ * instances): its local delivery step is the one counted and guarded.
+ */
+export function createSafeEmitter(opts: { concurrency?: number; matchEmptyLevels?: boolean }, existing?: ReturnType<typeof mqemitter>): ReturnType<typeof mqemitter> {
+  const mq = existing ?? mqemitter(opts);
   const internals = new EmitterAccess(mq);
   const backlog: Backlog = { bytes: 0, onDrained: null, low: 0 };
   (mq as { [BACKLOG]?: Backlog })[BACKLOG] = backlog;
   /** messages that went to mqemitter's own queue, with their size */
   const queued = new WeakMap<object, number>();
-  const emit = mq.emit.bind(mq);
+  const local = localEmitName(mq);
+  const target = mq as unknown as Record<'emit' | '_emit', typeof mq.emit>;
+  const emit = target[local].bind(mq);
   const concurrency = opts.concurrency ?? 0;
-  mq.emit = function countedEmit(message: Message, cb?: Callback) {
+  target[local] = function countedEmit(message: Message, cb?: Callback) {
     if (concurrency > 0 && internals.inFlight >= concurrency && typeof message === 'object' && message !== null) {
       const bytes = messageBytes(message);
       queued.set(message, bytes);

@@ -22,6 +22,7 @@ import {
   interceptClientPublishes,
   interceptStoredSubscriptions,
   limitPacketSize,
+  localEmitName,
   onBrokerError,
   pauseClient,
   pendingWill,
@@ -308,5 +309,16 @@ describe('private APIs the broker relies on (lib/broker/aedes-internals)', funct
     assert.deepEqual(doCalls, ['a', 'b'], '_do delivers emitted and queued messages');
     assert.equal(internals.current, 0);
     assert.equal(internals._doing, false, 'the queue ran dry');
+  });
+
+  it('mqemitter-redis: the local delivery step is _emit (MQEmitter.prototype.emit), emit publishes to Redis', async function () {
+     
+    const MQEmitterRedis = require('mqemitter-redis') as { prototype: Record<string, unknown> };
+     
+    const MQEmitter = require('mqemitter') as { prototype: Record<string, unknown> };
+    assert.equal(MQEmitterRedis.prototype._emit, MQEmitter.prototype.emit, '_emit is the plain local emit');
+    assert.notEqual(MQEmitterRedis.prototype.emit, MQEmitter.prototype.emit, 'emit is the network publish');
+    assert.equal(localEmitName(Object.create(MQEmitterRedis.prototype)), '_emit');
+    assert.equal(localEmitName(mqemitter()), 'emit');
   });
 });

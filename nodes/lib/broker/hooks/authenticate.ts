@@ -94,6 +94,9 @@ export async function authenticate(ctx: HookContext, client: Client, username: s
       refuse(CONNACK.notAuthorized, `not authorized to publish the will to "${topic}"`);
     }
     will.topic = topic;
+    // who the will belongs to, kept with it (in Redis, for several instances): an instance that
+    // publishes the will of another instance that died checks it again for that user
+    (will as { username?: string }).username = user.username;
     session.will = will;
   }
   if (!emptyId && !registration) {

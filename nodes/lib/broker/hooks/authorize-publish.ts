@@ -17,8 +17,26 @@ export function publishVerdict(s: Session, sent: string): TopicVerdict {
   return memo(writeMemo(s), publishedTopic(s, sent), () => checkTopic('publish', sent, s, s.perms));
 }
 
+/**
+ * The will of a client of another instance that died (several instances share the wills in
+ * Redis): published only if the user it was accepted for still exists, is enabled and may still
+ * publish its topic (with that client id). A will without its user fails closed.
+ */
+function orphanWillAllowed(ctx: HookContext, packet: PublishPacket): boolean {
+  const { username, clientId } = packet as PublishPacket & { username?: unknown; clientId?: unknown };
+  if (typeof username !== 'string' || typeof clientId !== 'string') return false;
+  const user = ctx.realm.getUser(username);
+  if (!user || user.disabled) return false;
+  return checkTopic('will-published', packet.topic, { username, clientId, prefix: '' }, ctx.realm.permissionsFor(username)).access === 'allow';
+}
+
 export function authorizePublish(ctx: HookContext, client: Client | null, packet: PublishPacket, cb: (err?: Error | null) => void): void {
   const s = sessionOf(client);
+  const from = (packet as { brokerId?: unknown }).brokerId;
+  if (ctx.clusterId !== null && from !== undefined && from !== ctx.clusterId) {
+    // (even when a client of that id is connected here now: the will is the old session's)
+    return cb(orphanWillAllowed(ctx, packet) ? null : new Error('will not authorized'));
+  }
   if (!client || !s) return cb(new Error('not authenticated')); // fail closed: old wills, pre-auth packets
   if (packet === s.will) {
     // published at disconnect: the user may have lost the right since CONNECT

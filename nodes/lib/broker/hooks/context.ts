@@ -20,6 +20,8 @@ export interface HookContext {
   /** the broker is closing: no more logins */
   readonly closing: boolean;
   readonly report: ReportAccess;
+  /** this broker's id when several instances share the message space (Redis), else null: wills of dead instances come in */
+  readonly clusterId: string | null;
   /** registration sessions' requests and answers */
   readonly registration: RegistrationSessions;
 }
