@@ -430,6 +430,13 @@ export interface RevokedCertificate {
   revokedAt: string;
 }
 
+/** Where several instances keep one CA (the Redis store). */
+export interface SharedCa {
+  location: string;
+  get(): Promise<{ cert: string; key: string } | null>;
+  claim(ca: { cert: string; key: string }): Promise<{ cert: string; key: string }>;
+}
+
 export class RegistryCA {
   private readonly subjectName: Buffer;
   private readonly caKeyId: Buffer;
@@ -453,7 +460,7 @@ export class RegistryCA {
    * Loads the CA from the settings' files, or from `dir`, or creates one there (or in memory
    * when there is no folder). Rejects with a clear message when files cannot be used.
    */
-  static async open(opts: { dir: string | null; files?: { cert: string; key: string }; validityDays?: number }): Promise<RegistryCA> {
+  static async open(opts: { dir: string | null; files?: { cert: string; key: string }; validityDays?: number; shared?: SharedCa }): Promise<RegistryCA> {
     const days = opts.validityDays ?? 365;
     if (opts.files) {
       let certPem: string, keyPem: string;
@@ -464,6 +471,15 @@ export class RegistryCA {
         throw new Error(`clientRegistry.ca: ${(err as Error).message}`, { cause: err });
       }
       return RegistryCA.fromPem(certPem, keyPem, days, opts.files.cert);
+    }
+    if (opts.shared) {
+      // several instances: the first to store its CA wins, the others use that one
+      const where = opts.shared.location;
+      const stored = await opts.shared.get();
+      if (stored) return RegistryCA.fromPem(stored.cert, stored.key, days, where);
+      const made = await RegistryCA.create(days, where);
+      const won = await opts.shared.claim({ cert: made.caCertificate(), key: made.privateKeyPem() });
+      return RegistryCA.fromPem(won.cert, won.key, days, where);
     }
     if (opts.dir) {
       const certFile = path.join(opts.dir, 'ca.crt');

@@ -88,7 +88,8 @@ const KEY = {
   clientIds: 'clientIds',
   window: 'window',
   roles: 'roles',
-  signals: 'signals'
+  signals: 'signals',
+  ca: 'ca'
 } as const;
 
 const APPLY_KEYS = ['seq', 'logId', 'log', 'users', 'requests', 'audit', 'revoked', 'revokedSet', 'revokedSerials', 'revokedSerialsSet', 'clientIds', 'window', 'roles'] as const;
@@ -561,6 +562,35 @@ export class RedisStore extends EventEmitter<RedisStoreEvents> implements Store 
     } catch (err) {
       throw new StoreError(`cannot reach Redis at ${this.location}: ${/enableOfflineQueue/.test((err as Error).message) ? 'not connected' : (err as Error).message}`);
     }
+  }
+
+  /** The realm's CA as stored (PEM certificate and PKCS#8 key), or null before the first instance made one. */
+  async getCa(): Promise<{ cert: string; key: string } | null> {
+    await this.connect(this.conn);
+    const text = await this.conn.get(this.key('ca'));
+    return text === null ? null : this.parseCa(text);
+  }
+
+  /**
+   * Stores `ca` unless a CA is stored already (SET NX), and resolves with the one stored: when
+   * two instances start at once on an empty Redis, both end with the same CA.
+   */
+  async claimCa(ca: { cert: string; key: string }): Promise<{ cert: string; key: string }> {
+    await this.connect(this.conn);
+    const reply = (await this.conn.multi().set(this.key('ca'), JSON.stringify({ cert: ca.cert, key: ca.key }), 'NX').get(this.key('ca')).exec()) ?? [];
+    const text = reply[1]?.[1];
+    if (typeof text !== 'string') throw new StoreError(`cannot store the CA in Redis at ${this.location}`);
+    return this.parseCa(text);
+  }
+
+  private parseCa(text: string): { cert: string; key: string } {
+    try {
+      const v = JSON.parse(text) as { cert?: unknown; key?: unknown };
+      if (typeof v.cert === 'string' && typeof v.key === 'string') return { cert: v.cert, key: v.key };
+    } catch {
+      /* reported below */
+    }
+    throw new StoreError(`the CA stored in Redis at ${this.location} (${this.prefix}ca) cannot be read. Repair it; it is never replaced automatically.`);
   }
 
   /**

@@ -203,6 +203,9 @@ describe('several instances on one Redis (real Node-RED processes)', function ()
     await waitFor(async () => ((await b.api('GET', 'client-registry/users')).body as { username: string }[]).some((u) => u.username === 'one'), 1000, 'one on b');
     const keys = await redis.command('KEYS', 'c4:secret');
     assert.match(keys, /c4:secret/);
+    const [caA, caB] = [await a.api('GET', 'client-registry/ca'), await b.api('GET', 'client-registry/ca')];
+    assert.match(caA.body, /BEGIN CERTIFICATE/);
+    assert.equal(caB.body, caA.body, 'one CA');
     // durable Redis (appendfsync always): nothing to warn about
     assert.equal((await a.api('GET', 'client-registry/state')).body.storeStatus.durable, true);
   });

@@ -4,7 +4,7 @@
  */
 import { X509Certificate } from 'node:crypto';
 import { CONNACK, type CertificateInfo } from '../contract';
-import { RegistryCA, hostIdentities } from '../ca';
+import { RegistryCA, hostIdentities, type SharedCa } from '../ca';
 import type { AuthResult, ClientCertificates, User } from '../realm';
 import type { RealmSnapshot, StoreOp } from '../store';
 import type { RegistryContext } from './context';
@@ -34,7 +34,9 @@ export class Certificates implements ClientCertificates {
 
   constructor(
     private readonly ctx: RegistryContext,
-    private readonly caDir: string | null
+    private readonly caDir: string | null,
+    /** several instances keep one CA in the shared store */
+    private readonly sharedCa: SharedCa | null = null
   ) {}
 
   /** Takes the stored revocations (at start). */
@@ -52,7 +54,7 @@ export class Certificates implements ClientCertificates {
   async open(): Promise<void> {
     if (this.ca) return;
     try {
-      this.ca = await RegistryCA.open({ dir: this.caDir, files: this.ctx.settings.ca, validityDays: this.ctx.settings.certificateValidityDays });
+      this.ca = await RegistryCA.open({ dir: this.caDir, files: this.ctx.settings.ca, validityDays: this.ctx.settings.certificateValidityDays, shared: this.sharedCa ?? undefined });
     } catch (err) {
       this.caError = err as Error;
     }

@@ -100,7 +100,7 @@ export class ClientRegistry extends Realm {
       roleChanged: (name) => this.roleChanged(name),
       emit: (event, ...args) => this.emit(event, ...args)
     };
-    this.certificates = new Certificates(ctx, caDir);
+    this.certificates = new Certificates(ctx, caDir, shared ? { location: `${shared.location} (ca)`, get: () => shared.getCa(), claim: (ca) => shared.claimCa(ca) } : null);
     this.approval = new Approval(ctx, this.certificates);
     this.users = new UserAdmin(ctx, this.certificates);
     this.roles = new RoleAdmin(ctx);

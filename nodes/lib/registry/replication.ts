@@ -29,6 +29,8 @@ export interface SharedStore extends Store {
   signal(payload: unknown): void;
   listenForSignals(): void;
   durability(): Promise<Durability>;
+  getCa(): Promise<{ cert: string; key: string } | null>;
+  claimCa(ca: { cert: string; key: string }): Promise<{ cert: string; key: string }>;
   on(event: 'ops', listener: (ops: StoreOp[], seq: number) => void): unknown;
   on(event: 'resync', listener: (reason: string) => void): unknown;
   on(event: 'connection', listener: (state: 'up' | 'down', which: 'command' | 'follow', error?: Error) => void): unknown;

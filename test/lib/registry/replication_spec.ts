@@ -189,6 +189,25 @@ describe('registry replication (Redis)', function () {
     await until(() => b.storeStatus().available, 5000, 'b available');
   });
 
+  it('instances starting at once on an empty Redis make one CA, and a restarted instance keeps it', async () => {
+    for (let round = 0; round < 3; round++) {
+      prefix = `ca${prefixN}-${round}:`;
+      const [a, b, c] = await Promise.all([instance(), instance(), instance()]);
+      const pem = a.ca?.caCertificate();
+      assert.match(pem ?? '', /BEGIN CERTIFICATE/);
+      assert.equal(b.ca?.caCertificate(), pem);
+      assert.equal(c.ca?.caCertificate(), pem);
+      await a.close();
+      open.splice(open.indexOf(a), 1);
+      const again = await instance();
+      assert.equal(again.ca?.caCertificate(), pem);
+    }
+    await redis.command('SET', `${prefix}ca`, 'not json');
+    const broken = await instance();
+    assert.match(broken.caError?.message ?? '', /cannot be read/);
+    assert.equal(await redis.command('GET', `${prefix}ca`), '$8\r\nnot json\r\n');
+  });
+
   it('reports whether Redis keeps acknowledged changes across a crash', async () => {
     const a = await instance();
     await until(() => a.storeStatus().durable !== null, 3000, 'durability known');
