@@ -583,6 +583,12 @@ export class RedisStore extends EventEmitter<RedisStoreEvents> implements Store 
     return this.parseCa(text);
   }
 
+  /** Overwrites the stored CA (a migration asked to replace it). */
+  async replaceCa(ca: { cert: string; key: string }): Promise<void> {
+    await this.connect(this.conn);
+    await this.conn.set(this.key('ca'), JSON.stringify({ cert: ca.cert, key: ca.key }));
+  }
+
   private parseCa(text: string): { cert: string; key: string } {
     try {
       const v = JSON.parse(text) as { cert?: unknown; key?: unknown };

@@ -26,7 +26,8 @@ describe('the package', function () {
       /^nodes\/registry-[a-z]+\/locales\/(en-US|de)\/registry-[a-z]+\.(json|html)$/,
       /^nodes\/registry-[a-z]+\/icons\/client-registry-[a-z-]+\.svg$/,
       /^resources\/client-registry-[a-z-]+\.(js|css)$/,
-      /^examples\/[A-Za-z0-9 .-]+\.json$/
+      /^examples\/[A-Za-z0-9 .-]+\.json$/,
+      /^bin\/client-registry\.js$/
     ];
     for (const f of files) assert.ok(allowed.some((re) => re.test(f)), `unexpected file in the package: ${f}`);
     assert.ok(!files.some((f) => f.endsWith('.ts') || f.endsWith('.map') || f.startsWith('test/')));
