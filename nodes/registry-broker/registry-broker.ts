@@ -91,7 +91,8 @@ export = function (RED: NodeAPI) {
       if (runtime instanceof Error) return fail('registry-broker.errors.settings', { error: runtime.message });
       const entry = runtime;
       try {
-        await entry.realm.ready();
+        // (a shared store that cannot be reached yet: the node stays "starting" until it can)
+        await entry.realm.loaded();
       } catch (err) {
         return fail('registry-broker.errors.store', { error: (err as Error).message });
       }

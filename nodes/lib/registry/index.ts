@@ -149,6 +149,12 @@ export class ClientRegistry extends Realm {
     await super.ready();
   }
 
+  /** Resolves once the store is loaded, however long a shared store takes to be reached (the broker node waits for it). */
+  async loaded(): Promise<void> {
+    await this.lifecycle.loaded(() => this.start());
+    await super.ready();
+  }
+
   /** Why the registry cannot work (its store could not be read), or null. */
   get error(): Error | null {
     return this.lifecycle.error;

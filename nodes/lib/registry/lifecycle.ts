@@ -1,6 +1,8 @@
 /**
  * The registry's store lifecycle: loaded once at start, written before anything changes in
- * memory, and an unreadable store stops the registry (reported, never replaced).
+ * memory, and an unreadable store stops the registry (reported, never replaced). A shared store
+ * (Redis) that cannot be reached at start is tried again until it can: meanwhile the registry
+ * refuses at once (503, CONNACK 3) instead of waiting, and says why.
  */
 import { ConflictError, type Expectation, type RealmSnapshot, type Store, type StoreOp } from '../store';
 import { RegistryError } from './errors';
@@ -9,6 +11,12 @@ import type { Replication } from './replication';
 export class StoreLifecycle {
   private started: Promise<void> | null = null;
   private loadError: Error | null = null;
+  /** a shared store not reached yet at start (tried again), or null */
+  private waiting: Error | null = null;
+  /** told when an attempt to reach a shared store fails (ready() stops waiting then) */
+  private failed: (() => void)[] = [];
+  private closed = false;
+  private isLoaded = false;
   /** set when the store is shared: orders this instance's writes among the others' */
   replication: Replication | null = null;
 
@@ -23,7 +31,7 @@ export class StoreLifecycle {
     this.started ??= (async () => {
       if (this.store) {
         try {
-          load(await this.store.load());
+          load(await this.loadOnce(this.store));
         } catch (err) {
           this.loadError = err as Error;
           throw err;
@@ -34,15 +42,49 @@ export class StoreLifecycle {
     return this.started;
   }
 
-  /** Resolves once started (starting now if nobody did); rejects when the store is unreadable. */
-  async ready(start: () => Promise<void>): Promise<void> {
-    if (this.loadError) throw this.loadError;
-    await (this.started ?? start());
+  /** The store's snapshot; a shared store that cannot be reached is tried again (bounded waits). */
+  private async loadOnce(store: Store): Promise<RealmSnapshot> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const snapshot = await store.load();
+        this.waiting = null;
+        this.isLoaded = true;
+        for (const f of this.failed.splice(0)) f();
+        return snapshot;
+      } catch (err) {
+        // only an unreachable store is worth waiting for; an unreadable one is reported for good
+        if (!store.shared || this.closed || !/cannot reach/i.test((err as Error).message)) throw err;
+        this.waiting = new Error(`waiting for the store: ${(err as Error).message}`);
+        for (const f of this.failed.splice(0)) f();
+        await new Promise((r) => setTimeout(r, Math.min(1000 * (attempt + 1), 5000)));
+      }
+    }
   }
 
-  /** Why the registry cannot work (its store could not be read), or null. */
+  /** Resolves once loaded (starting now if nobody did); rejects when the store is unreadable. */
+  loaded(start: () => Promise<void>): Promise<void> {
+    if (this.loadError) return Promise.reject(this.loadError);
+    return this.started ?? start();
+  }
+
+  /**
+   * Resolves once started (starting now if nobody did); rejects when the store is unreadable, and
+   * at once (503) while a shared store is still being waited for.
+   */
+  async ready(start: () => Promise<void>): Promise<void> {
+    if (this.loadError) throw this.loadError;
+    const started = this.started ?? start();
+    if (this.store?.shared && !this.isLoaded && !this.waiting) {
+      // the first attempt to reach it may still be running: wait for it, not for the retries
+      await Promise.race([started, new Promise<void>((resolve) => this.failed.push(resolve))]);
+    }
+    if (this.waiting) throw new RegistryError(503, `client registry unavailable: ${this.waiting.message}`);
+    await started;
+  }
+
+  /** Why the registry cannot work (its store could not be read, or is being waited for), or null. */
   get error(): Error | null {
-    return this.loadError;
+    return this.loadError ?? this.waiting;
   }
 
   get location(): string | null {
@@ -75,6 +117,7 @@ export class StoreLifecycle {
   }
 
   async close(): Promise<void> {
+    this.closed = true;
     await this.store?.close();
     this.store = null;
   }

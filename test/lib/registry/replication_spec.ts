@@ -176,6 +176,33 @@ describe('registry replication (Redis)', function () {
     }
   });
 
+  it('Redis not there at start: refuses at once (CONNACK 3, 503) and says why, then starts by itself when Redis comes', async () => {
+    const own = await startRedis({ durable: true });
+    await own.stop();
+    try {
+      const store = new RedisStore(own.url, { prefix, blockMs: 500, commandTimeoutMs: 1000, connectTimeoutMs: 800 });
+      const realm = new ClientRegistry(registrySettings(), store);
+      open.push(realm);
+      const loaded = realm.loaded();
+      const t0 = Date.now();
+      const login = await realm.authenticate('anyone', 'any password 1', '10.0.0.1', 'x');
+      assert.equal(login.ok, false);
+      assert.equal((login as { code: number }).code, CONNACK.serverUnavailable);
+      assert.ok(Date.now() - t0 < 3000, 'refused at once, not after the retries');
+      assert.equal((await realm.register({ username: 'dev-1', password: 'device secret 1' }, '10.0.0.1')).status, 503);
+      assert.match(realm.error?.message ?? '', /waiting for the store/);
+      await own.start();
+      await loaded;
+      await until(() => realm.storeStatus().available, 5000, 'available');
+      assert.equal(realm.error, null);
+      await realm.createUser({ username: 'late', password: 'late password 1', roles: [] });
+      assert.equal((await realm.authenticate('late', 'late password 1', '10.0.0.1', 'l')).ok, true);
+    } finally {
+      await Promise.all(open.splice(0).map((r) => r.close()));
+      await own.close();
+    }
+  });
+
   it('an instance whose log position was lost reads the realm again', async () => {
     const [a, b] = [await instance(), await instance()];
     await a.createUser({ username: 'erin', password: 'erin password 1', roles: [] });
