@@ -4,6 +4,7 @@
  * against the store size).
  *
  *   npm run bench          (= npm run build && node test/bench/bench.js)
+ *   npm run bench -- --cluster   only two Node-RED instances on one Redis (test/bench/cluster.ts)
  *   npm run bench -- --nodered   only the registry-broker node in a real Node-RED process
  *                                (test/bench/nodered.ts; also npm run bench:nodered), which the
  *                                default run also does at its end (~30 s more)
@@ -47,6 +48,7 @@ import type { Role, User } from '../../nodes/lib/realm';
 import type { FixtureSpec } from './broker-fixture';
 import { GapRecorder, ownGaps, type Gap } from './gaps';
 import { runNodeRed } from './nodered';
+import { runCluster } from './cluster';
 
 // ---- parameters ----------------------------------------------------------------------------------
 
@@ -1191,9 +1193,11 @@ function report(result: Record<string, unknown>, partial: boolean): void {
 }
 
 // `npm run bench -- --nodered` (or BENCH_ONLY=nodered): only the Node-RED runtime mode
-// (test/bench/nodered.ts); the default run does it after the rest
+// (test/bench/nodered.ts); `--cluster` (BENCH_ONLY=cluster): only two instances on Redis
+// (test/bench/cluster.ts); the default run does both after the rest
 const onlyNodeRed = process.argv.includes('--nodered') || process.env.BENCH_ONLY === 'nodered';
-(onlyNodeRed ? runNodeRed() : main().then(() => (ONLY === 'all' ? runNodeRed() : undefined))).then(
+const onlyCluster = process.argv.includes('--cluster') || process.env.BENCH_ONLY === 'cluster';
+(onlyCluster ? runCluster() : onlyNodeRed ? runNodeRed() : main().then(() => (ONLY === 'all' ? runNodeRed().then(runCluster) : undefined))).then(
   () => process.exit(0),
   (err: Error) => {
     process.stderr.write(`bench failed: ${err.stack ?? err}\n`);

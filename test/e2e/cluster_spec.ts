@@ -166,6 +166,25 @@ describe('several instances on one Redis (real Node-RED processes)', function ()
     assert.equal(await pool.connack(portB, { username: 'sensor-1', password: 'sensor-pass-1', clientId: 's1-after' }), 0, 'b keeps serving');
   });
 
+  it('three instances: approved on A, the device publishes on C to subscribers on A and B; deleted on B, its session on C ends', async () => {
+    const [a, b, c] = await instances(3, 'm4:');
+    const [portA, portB, portC] = [await a.brokerPort(), await b.brokerPort(), await c.brokerPort()];
+    assert.equal((await a.api('POST', 'client-registry/window', { open: true, minutes: 5 })).status, 200);
+    const reg = await fetch(`${c.url}/client-registry/register`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ username: 'tri-1', password: 'tri-pass-1' }) });
+    assert.equal(reg.status, 202, 'the window opened on A is open on C');
+    const id = ((await reg.json()) as { requestId: string }).requestId;
+    assert.equal((await a.api('POST', `client-registry/requests/${id}/approve`, { roles: ['device'] })).status, 200);
+    const subs = [await pool.connect(portA, { username: 'monitor', password: 'monitor-pass', clientId: 'm-a' }), await pool.connect(portB, { username: 'monitor', password: 'monitor-pass', clientId: 'm-b' })];
+    for (const s of subs) await subscribe(s, 'devices/#', 1);
+    const device = await waitFor(async () => pool.connect(portC, { username: 'tri-1', password: 'tri-pass-1', clientId: 'tri-1-c' }).catch(() => null), 3000, 'tri-1 accepted on C');
+    await publish(device, 'devices/tri-1/t', '7', { qos: 1 });
+    await waitFor(async () => subs.every((s) => pool.inbox(s).some((m) => m.payload === '7')), 3000, 'delivered on A and B');
+    const t0 = Date.now();
+    assert.equal((await b.api('DELETE', 'client-registry/users/tri-1')).status, 200);
+    await within(pool.closed(device), 1500, 'the session on C ends');
+    assert.ok(Date.now() - t0 < 1500);
+  });
+
   it('a client id bound to one user on one instance is refused to another user on the other', async () => {
     const [a, b] = await instances(2, 'c2:');
     for (const [name, r] of [['owner', a], ['thief', b]] as const) {
