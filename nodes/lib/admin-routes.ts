@@ -235,6 +235,10 @@ function adminHandlers(api: RoutesApi): Record<AdminRoute, Handler> {
           (err: Error) => send(res, Promise.reject(err))
         );
     },
+    importMosquitto: (req, res) => {
+      const b = body(req);
+      send(res, realm().importMosquitto({ passwd: b.passwd, acl: b.acl, dynsec: b.dynsec }, { dryRun: b.dryRun === true, by: who(req) }));
+    },
     restore: (req, res) => {
       const b = body(req);
       send(res, realm().restore(b.backup, { mode: b.mode, dryRun: b.dryRun === true, by: who(req) }));

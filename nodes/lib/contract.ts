@@ -7,8 +7,8 @@
 
 // ---- word lists ------------------------------------------------------------------------------
 
-/** Where a user comes from: a registry-user node, an approved request, or the admin API. */
-export const USER_SOURCES = ['flow', 'registry', 'api'] as const;
+/** Where a user comes from: a registry-user node, an approved request, the admin API, or an import (Mosquitto). */
+export const USER_SOURCES = ['flow', 'registry', 'api', 'import'] as const;
 export type UserSource = (typeof USER_SOURCES)[number];
 
 /** What a permission grants on its topic pattern. */
@@ -40,7 +40,8 @@ export const AUDIT_ACTIONS = [
   'role-created',
   'role-updated',
   'role-deleted',
-  'restored'
+  'restored',
+  'imported'
 ] as const;
 export type AuditAction = (typeof AUDIT_ACTIONS)[number];
 
@@ -76,6 +77,11 @@ export interface PublicUser {
   publishPrefix: string;
   createdAt: string;
   certificates: CertificateInfo[];
+  /**
+   * set while the user still logs in against a hash imported from Mosquitto (weaker than
+   * bcrypt; replaced by a bcrypt hash at its first successful login)
+   */
+  foreignHash?: 'mosquitto-sha512' | 'mosquitto-pbkdf2-sha512';
 }
 
 /** A registration request as the admin API, events and flows see it: no hash, CSR or PEM. */
@@ -263,6 +269,7 @@ export const ROUTES = {
   // password hashes (and on request the CA key) leave the runtime: write permission only
   backup: { method: 'get', path: '/client-registry/backup', permission: PERMISSION_WRITE },
   restore: { method: 'post', path: '/client-registry/restore', permission: PERMISSION_WRITE, body: true },
+  importMosquitto: { method: 'post', path: '/client-registry/import', permission: PERMISSION_WRITE, body: true },
   state: { method: 'get', path: '/client-registry/state', permission: PERMISSION_READ },
   button: { method: 'post', path: '/client-registry/button/:type/:id', permission: PERMISSION_WRITE, body: true },
   /** the device endpoint: no Node-RED login; its own limits (see docs/SECURITY.md) */

@@ -17,6 +17,7 @@ import { CONNACK, type BrokerAddresses, type CertificateInfo, type ConnectedClie
 import { BusyError, MAX_PASSWORD_BYTES, PasswordHasher, VerificationCache, validatePublishPrefix, validateUsername } from './passwords';
 import { LoginThrottle, RateLimiter, type LoginThrottleOptions, DEFAULT_LOGIN_THROTTLE } from './throttle';
 import { ClientIdBindings } from './client-ids';
+import { isMosquittoHash } from './mosquitto/passwd';
 import { DEFAULT_LIMITS } from './settings';
 
 export type { CertificateInfo, ConnectedClient, UserSource };
@@ -402,6 +403,7 @@ export class Realm extends EventEmitter {
     const now = this.getUser(username);
     if (!now || now.passwordHash !== hash) return { ok: false, code: CONNACK.notAuthorized, reason: 'user changed during login' };
     this.cache.add(username, hash as string, password);
+    if (isMosquittoHash(hash)) this.foreignHashVerified(now, password);
     return this.accept(now, address);
   }
 
@@ -423,6 +425,12 @@ export class Realm extends EventEmitter {
     if (!now || now.passwordHash !== hash) return { ok: false, code: CONNACK.notAuthorized, reason: 'user changed during login' };
     return this.accept(now, address);
   }
+
+  /**
+   * A login was verified against a hash imported from another broker (weaker than bcrypt):
+   * whoever stores the user replaces it (the realm keeps only flow users, which have bcrypt).
+   */
+  protected foreignHashVerified(_user: User, _password: string): void {}
 
   /** mTLS: identifies a user by a client certificate, when the realm has an issuer for them. */
   async authenticateCertificate(raw: Buffer, username: string | undefined): Promise<AuthResult> {

@@ -12,6 +12,7 @@
 import { X509Certificate, createPrivateKey } from 'node:crypto';
 import { AUDIT_ACTIONS, REQUEST_FLOWS, REQUEST_STATUSES, USER_SOURCES, type AuditEntry, type RestoreSummary } from '../contract';
 import { validatePermission } from '../permissions';
+import { parseMosquittoHash } from '../mosquitto/passwd';
 import { validatePublishPrefix, validateUsername } from '../passwords';
 import type { Role, User } from '../realm';
 import { applyOps, type RealmSnapshot, type StoreOp, type StoredRequest } from '../store';
@@ -62,6 +63,14 @@ export function makeBackup(s: RealmSnapshot, ca: { certificate: string; key?: st
 const MAX_ITEMS = 200_000;
 const isString = (v: unknown): v is string => typeof v === 'string';
 const BCRYPT = /^\$2[aby]\$\d{2}\$[./A-Za-z0-9]{53}$/;
+const validMosquittoHash = (h: string): boolean => {
+  try {
+    parseMosquittoHash(h);
+    return true;
+  } catch {
+    return false;
+  }
+};
 const PEM_CERT = /^-----BEGIN CERTIFICATE-----[\s\S]+-----END CERTIFICATE-----\s*$/;
 
 function list(b: Record<string, unknown>, key: string): unknown[] {
@@ -80,7 +89,7 @@ function checkUser(u: unknown, i: number): User {
   const x = u as Record<string, unknown>;
   const nameError = validateUsername(x.username);
   if (nameError) bad(nameError);
-  if (!(x.passwordHash === null || (isString(x.passwordHash) && BCRYPT.test(x.passwordHash)))) bad('passwordHash must be a bcrypt hash or null');
+  if (!(x.passwordHash === null || (isString(x.passwordHash) && (BCRYPT.test(x.passwordHash) || validMosquittoHash(x.passwordHash))))) bad('passwordHash must be a bcrypt hash, an imported Mosquitto hash, or null');
   const rolesError = validateRoles(x.roles);
   if (rolesError) bad(rolesError);
   if (!Array.isArray(x.permissions)) bad('permissions must be a list');

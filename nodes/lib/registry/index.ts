@@ -12,8 +12,10 @@
  * 'decision' ({ kind: 'approved' | 'denied' | 'expired', request: PublicRequest, user? }),
  * 'audit' (AuditEntry), 'crl' (), 'warning' (Error); see RealmEvents in the contract.
  */
-import { CONNACK, REGISTRATION_USERNAME, type AuditEntry, type PublicRequest, type RegistrationResponse, type StoreStatus, type WindowState } from '../contract';
-import { Realm, type AuthResult, type User } from '../realm';
+import { CONNACK, REGISTRATION_USERNAME, type AuditEntry, type ImportPreview, type PublicRequest, type RegistrationResponse, type StoreStatus, type WindowState } from '../contract';
+import { Realm, newUser, type AuthResult, type User } from '../realm';
+import { ImportError, planImport, type ImportPlan } from '../mosquitto/plan';
+import { validatePermission } from '../permissions';
 import type { RegistrySettings } from '../settings';
 import type { RealmSnapshot, Store, StoreOp } from '../store';
 import { Approval } from './approval';
@@ -23,11 +25,12 @@ import type { RegistryContext } from './context';
 import { StoreLifecycle } from './lifecycle';
 import { Registration, connackAnswer, httpAnswer, parseRegistrationBody, type HttpAnswer, type RegistrationFlow } from './registration';
 import { MqttRegistration } from './mqtt-registration';
+import { isMosquittoHash } from '../mosquitto/passwd';
 import type { CompiledPermissions } from '../permissions';
 import { Replication, isShared, type SharedStore } from './replication';
 import { RequestTable, publicRequest, type StoredRequest } from './requests';
 import { UserAdmin, publicUser } from './users';
-import { RoleAdmin } from './roles';
+import { RoleAdmin, roleNameError } from './roles';
 import { afterOps, checkBackup, makeBackup, restoreOps, type Backup, type RestoreMode, type RestoreSummary } from './backup';
 import type { Role } from '../realm';
 import { RegistrationWindow } from './window';
@@ -60,6 +63,8 @@ export class ClientRegistry extends Realm {
   private readonly shared: SharedStore | null;
   private replication: Replication | null = null;
   private busyRestoring = false;
+  /** users whose imported hash is being replaced by a bcrypt hash */
+  private readonly upgrading = new Set<string>();
   /** see claim(); set only when the store is shared */
   readonly claimClientId?: (clientId: string, username: string) => Promise<{ code: 2 | 3; reason: string } | null>;
   private durability: Pick<StoreStatus, 'durable' | 'durability'> = { durable: null, durability: null };
@@ -214,6 +219,11 @@ export class ClientRegistry extends Realm {
           case 'user': {
             const before = this.storedUsers.get(o.user.username);
             this.storedUsers.set(o.user.username, o.user);
+            // an imported hash replaced by bcrypt after a login elsewhere: nothing else changed
+            if (before && isMosquittoHash(before.passwordHash) && JSON.stringify({ ...before, passwordHash: null }) === JSON.stringify({ ...o.user, passwordHash: null })) {
+              this.emit('users');
+              break;
+            }
             this.userChanged(o.user.username, before ? 'user changed' : 'user created');
             break;
           }
@@ -493,6 +503,31 @@ export class ClientRegistry extends Realm {
     return this.roles.delete(name, by);
   }
 
+  // ---- hashes imported from Mosquitto --------------------------------------------------------------
+
+  /**
+   * A stored user logged in with a hash imported from Mosquitto: its hash is replaced by a bcrypt
+   * hash of the same password (stored; its sessions stay, nothing else about it changed).
+   */
+  protected override foreignHashVerified(user: User, password: string): void {
+    if (user.source === 'flow' || this.upgrading.has(user.username)) return;
+    this.upgrading.add(user.username);
+    this.hasher
+      .hash(password)
+      .then(async (passwordHash) => {
+        const current = this.storedUsers.get(user.username);
+        if (!current || current.passwordHash !== user.passwordHash) return; // changed meanwhile
+        const next: User = { ...current, passwordHash };
+        await this.lifecycle.write([{ op: 'user', user: next }], [{ user: next.username, is: 'present' }]);
+        if (this.storedUsers.get(user.username)?.passwordHash !== user.passwordHash) return;
+        this.storedUsers.set(next.username, next);
+        this.cache.add(next.username, passwordHash, password);
+        this.emit('users');
+      })
+      .catch((err: Error) => void this.emit('warning', new Error(`the imported hash of "${user.username}" was not replaced: ${err.message}`)))
+      .finally(() => this.upgrading.delete(user.username));
+  }
+
   // ---- backup and restore ----------------------------------------------------------------------
 
   /** What the registry keeps now, as a snapshot (built from memory: the store holds the same). */
@@ -553,6 +588,60 @@ export class ClientRegistry extends Realm {
     this.emit('users');
     this.emit('roles');
     return summary;
+  }
+
+  // ---- import from Mosquitto --------------------------------------------------------------------
+
+  /**
+   * Imports a Mosquitto setup (password file and ACL file, and/or dynamic-security.json): users
+   * with their Mosquitto hashes (replaced by bcrypt at their first login) and registry roles.
+   * `dryRun`: only the preview. Otherwise all of it is written as one change (or nothing), and
+   * sessions of users and roles it replaces are disconnected.
+   */
+  async importMosquitto(input: { passwd?: unknown; acl?: unknown; dynsec?: unknown }, opts: { dryRun?: boolean; by?: string } = {}): Promise<ImportPreview> {
+    await this.ready();
+    let plan: ImportPlan;
+    try {
+      plan = planImport(input);
+    } catch (err) {
+      if (err instanceof ImportError) throw new RegistryError(400, err.message);
+      throw err;
+    }
+    const warnings = [...plan.warnings];
+    const flowRoles = new Set(this.listAllRoles().filter((r) => r.source === 'flow').map((r) => r.role.name));
+    const roles = plan.roles.filter((r) => {
+      const err = roleNameError(r.name) ?? r.permissions.map((p) => validatePermission(p)).find((e) => e !== null) ?? null;
+      if (err) warnings.push({ severity: 'refused', where: `role "${r.name}"`, message: err });
+      return !err;
+    });
+    const roleNames = new Set(roles.map((r) => r.name));
+    const flowUsers = new Set(this.listUsers().filter((u) => u.source === 'flow').map((u) => u.username));
+    const users = plan.users.filter((u) => {
+      if (flowUsers.has(u.username)) warnings.push({ severity: 'refused', where: `user "${u.username}"`, message: 'a registry-user node of the flows defines this user' });
+      return !flowUsers.has(u.username);
+    });
+    const preview: ImportPreview = {
+      applied: false,
+      users: users.map((u) => ({ username: u.username, roles: u.roles.filter((r) => roleNames.has(r) || this.getRole(r)), disabled: u.disabled, hashScheme: u.hashScheme, replaces: this.storedUsers.has(u.username) })),
+      roles: roles.map((r) => ({ name: r.name, permissions: r.permissions, replaces: this.storedRoles.has(r.name), shadowedByFlow: flowRoles.has(r.name) })),
+      warnings
+    };
+    for (const r of preview.roles) if (r.shadowedByFlow) warnings.push({ severity: 'warning', where: `role "${r.name}"`, message: 'a registry-role node of the flows has this name: it wins over the imported role' });
+    if (opts.dryRun) return preview;
+    const now = this.snapshotNow();
+    const at = new Date().toISOString();
+    const ops: StoreOp[] = [
+      ...roles.map((role): StoreOp => ({ op: 'role', role })),
+      ...preview.users.map((u, i): StoreOp => ({ op: 'user', user: newUser({ username: u.username, passwordHash: users[i].hash, roles: u.roles, disabled: u.disabled, source: 'import', createdAt: at }) }))
+    ];
+    const entry = this.audit.entry('imported', '', opts.by ?? 'api', { details: { users: preview.users.length, roles: preview.roles.length, warnings: warnings.length } });
+    ops.push({ op: 'audit', entry });
+    await this.lifecycle.write(ops);
+    this.clientIds.withoutStoring(() => this.reload(afterOps(now, ops)));
+    this.emit('audit', entry);
+    this.emit('users');
+    this.emit('roles');
+    return { ...preview, applied: true };
   }
 
   /** A registry role as listed (with whether a flow role of its name overrides it). */

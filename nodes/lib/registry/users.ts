@@ -4,6 +4,7 @@
  * the user's sessions are disconnected and the change is audited.
  */
 import type { PublicUser } from '../contract';
+import { isMosquittoHash, schemeOf } from '../mosquitto/passwd';
 import { checkPasswordPolicy, validatePublishPrefix, validateUsername } from '../passwords';
 import { newUser, type User } from '../realm';
 import type { StoreOp } from '../store';
@@ -21,7 +22,8 @@ export function publicUser(u: User): PublicUser {
     disabled: u.disabled,
     publishPrefix: u.publishPrefix,
     createdAt: u.createdAt,
-    certificates: u.certificates.map((c) => ({ ...c }))
+    certificates: u.certificates.map((c) => ({ ...c })),
+    ...(isMosquittoHash(u.passwordHash) ? { foreignHash: schemeOf(u.passwordHash as string) } : {})
   };
 }
 
