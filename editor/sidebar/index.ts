@@ -50,7 +50,17 @@
  *   .cr-clients-table tr.cr-client-row[data-client-id][data-username]
  *   .cr-audit-table tr.cr-audit-row[data-action][data-username]
  *   button.cr-ca-download                    downloads the CA certificate (PEM)
+ *   button.cr-role-add, .cr-role-form (input.cr-role-form-name, .cr-role-form-topic,
+ *     select.cr-role-form-access, input.cr-role-form-deny, button.cr-role-form-save),
+ *     .cr-role[data-source=registry] button.cr-role-registry-edit / button.cr-role-delete
+ *     then button.cr-role-delete-confirm; .cr-role-shadowed
+ *   .cr-section[data-section=admin]: input.cr-backup-key, button.cr-backup-download;
+ *     input.cr-restore-file, input.cr-restore-mode[value=merge|replace], button.cr-restore-check,
+ *     .cr-restore-summary button.cr-restore-confirm; input.cr-import-passwd / -acl / -dynsec,
+ *     button.cr-import-preview, .cr-import-result (tr.cr-import-user[data-username],
+ *     tr.cr-import-role[data-role], li.cr-import-warning[data-severity]) button.cr-import-confirm
  */
+import { adminSection } from './admin';
 import { auditSection } from './audit';
 import { clientsSection } from './clients';
 import { fetchAll, fetchSource, followUpdates } from './data';
@@ -78,6 +88,7 @@ function build(): JQuery {
   rolesSection(stack);
   clientsSection(stack);
   auditSection(stack);
+  adminSection(stack);
   statusFooter(body);
   return content;
 }
