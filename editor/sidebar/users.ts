@@ -183,6 +183,8 @@ function userSummary(user: PublicUser): JQuery {
       .appendTo(sub);
   }
   if (user.source === 'flow') sub.append(' · ', $('<span/>', { class: 'cr-flow-note' }).text(t('users.flowNote')));
+  // a hash imported from Mosquitto (weaker than bcrypt) until the user's next login replaces it
+  if (user.foreignHash) sub.append(' · ', $('<span/>', { class: 'cr-badge cr-foreign-hash', title: t('users.foreignHashTitle') }).text(t('users.foreignHash')));
   return sub;
 }
 

@@ -135,6 +135,7 @@ describe('the administrator\u2019s tools in a real browser (roles, backup, resto
     for (let i = 0; i < 50 && ((await red.api('GET', 'client-registry/users')).body as unknown[]).length === 0; i++) await page.waitForTimeout(100);
     const users = (await red.api('GET', 'client-registry/users')).body as { username: string; source: string; foreignHash?: string }[];
     assert.deepEqual(users.map((u) => [u.username, u.source, u.foreignHash]), [['sensor-9', 'import', 'mosquitto-pbkdf2-sha512']]);
+    await page.locator('tr.cr-user-row[data-username="sensor-9"] .cr-foreign-hash').waitFor({ timeout: 10_000 });
   });
 
   it('gives a read-only user none of the write controls', async () => {
