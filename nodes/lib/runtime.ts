@@ -29,13 +29,30 @@ function registryDir(settings: RegistrySettings, userDir: string | undefined): s
   return dir ? path.resolve(userDir ?? '.', dir) : null;
 }
 
+/**
+ * The Redis packages are optional dependencies (npm installs them unless told to omit optional
+ * ones): without them, a clear message instead of a bare MODULE_NOT_FOUND.
+ */
+export function missingRedisPackages(err: Error): Error {
+  if ((err as { code?: string }).code !== 'MODULE_NOT_FOUND') return err;
+  return new Error(
+    'clientRegistry.store type "redis" needs the optional packages ioredis, mqemitter-redis and aedes-persistence-redis-12 (npm installs them unless optional dependencies are omitted): ' + err.message,
+    { cause: err }
+  );
+}
+
 /** The store the settings name: Redis (shared by every instance using it) or the folder. */
 function openStore(settings: RegistrySettings, dir: string | null): Store | null {
   const st = settings.store;
   if (st.type === 'redis') {
     // loaded only when asked for: a single instance never loads a Redis client
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
-    const { RedisStore } = require('./store-redis') as typeof import('./store-redis');
+    let RedisStore: typeof import('./store-redis').RedisStore;
+    try {
+      // eslint-disable-next-line @typescript-eslint/no-require-imports
+      ({ RedisStore } = require('./store-redis') as typeof import('./store-redis'));
+    } catch (err) {
+      throw missingRedisPackages(err as Error);
+    }
     return new RedisStore(st.url, { prefix: st.prefix, redis: st.options as never });
   }
   return dir ? new FileStore(dir) : null;

@@ -12,8 +12,9 @@
  *   7 minutes).
  * - Redis unreachable: publishes fail at once instead of queueing in memory (the publishing
  *   client is disconnected and a QoS 1 message is sent again after it reconnects, which the
- *   registry refuses until Redis is back: fail closed); subscriptions wait in ioredis' queue and
- *   are made when the connection is back; errors never escape as unhandled 'error' events.
+ *   registry refuses until Redis is back: fail closed); subscriptions and session-store commands
+ *   wait in ioredis' queue and are made when the connection is back; errors never escape as
+ *   unhandled 'error' events or rejections.
  *
  * aedes-persistence-redis is installed under the alias `aedes-persistence-redis-12`: aedes 1.2.0
  * declares the optional peer `aedes-persistence-redis@^11.2.1`, while its fix for
@@ -61,18 +62,29 @@ export function brokerId(nodeId: string, instance: string | null, userDir: strin
 /** Connects the emitter and persistence (rejects when Redis cannot be reached in `timeoutMs`). */
 export async function openCluster(opts: ClusterOptions, onError: (err: Error) => void, timeoutMs = 10_000): Promise<ClusterParts> {
   // loaded only for a cluster: a single instance never loads a Redis client
-  /* eslint-disable @typescript-eslint/no-require-imports */
-  const { Redis } = require('ioredis') as typeof import('ioredis');
-  const { MQEmitterRedisPrefix } = require('mqemitter-redis') as { MQEmitterRedisPrefix: new (prefix: string, opts: object) => EmitterRedis };
-  const persistenceFactory = require('aedes-persistence-redis-12') as (opts: object) => PersistenceRedis;
-  /* eslint-enable @typescript-eslint/no-require-imports */
+  // (optional dependencies: a clear message when they were not installed)
+  let Redis: typeof import('ioredis').Redis;
+  let MQEmitterRedisPrefix: new (prefix: string, opts: object) => EmitterRedis;
+  let persistenceFactory: (opts: object) => PersistenceRedis;
+  try {
+    /* eslint-disable @typescript-eslint/no-require-imports */
+    ({ Redis } = require('ioredis') as typeof import('ioredis'));
+    ({ MQEmitterRedisPrefix } = require('mqemitter-redis') as { MQEmitterRedisPrefix: typeof MQEmitterRedisPrefix });
+    persistenceFactory = require('aedes-persistence-redis-12') as typeof persistenceFactory;
+    /* eslint-enable @typescript-eslint/no-require-imports */
+  } catch (err) {
+    throw new Error(`several instances need the optional packages ioredis, mqemitter-redis and aedes-persistence-redis-12: ${(err as Error).message}`, { cause: err });
+  }
   const prefix = opts.prefix ?? 'client-registry:';
   const base: RedisOptions = { retryStrategy: (times) => Math.min(times * 100, 2000), ...opts.redis };
   const conns = [
     // subscriptions may wait for the connection (few, made again on reconnect); publishes may not
     new Redis(opts.url, { ...base, connectionName: 'client-registry:mq-sub' }),
     new Redis(opts.url, { ...base, enableOfflineQueue: false, maxRetriesPerRequest: 1, connectionName: 'client-registry:mq-pub' }),
-    new Redis(opts.url, { ...base, enableOfflineQueue: false, maxRetriesPerRequest: 1, keyPrefix: `${prefix}mqtt:`, connectionName: 'client-registry:mq-store' })
+    // aedes-persistence-redis sends some commands without waiting for them (putWill, delWill):
+    // they must never fail for a lost connection (an unhandled rejection ends Node-RED), so this
+    // one waits for Redis; it is used when clients come and go, which Redis being away refuses
+    new Redis(opts.url, { ...base, maxRetriesPerRequest: null, keyPrefix: `${prefix}mqtt:`, connectionName: 'client-registry:mq-store' })
   ];
   let reported = false;
   for (const c of conns) {

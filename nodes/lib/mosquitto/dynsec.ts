@@ -91,6 +91,9 @@ export function translateDynsec(text: string): DynsecTranslation {
         if (!allow) refused = `${at}: deny "${String(a.topic)}" cannot be translated; without it the role would allow more than in Mosquitto`;
         return void warnings.push({ severity: 'refused', where: at, message: `topic "${String(a.topic)}" cannot be translated (%u / %c inside a level, or not a valid filter)` });
       }
+      if (typeof a.topic === 'string' && /(^|\/)%[uc](\/|$)/.test(a.topic)) {
+        warnings.push({ severity: 'warning', where: at, message: `"${a.topic}": %u / %c become {username} / {clientId}, as in Mosquitto 2.1 (Mosquitto 2.0 reads them as literal text)` });
+      }
       const priority = typeof a.priority === 'number' ? a.priority : 0;
       (allow ? prio.allow : prio.deny).push(priority);
       permissions.push(allow ? { topic, access } : { topic, access, deny: true });
