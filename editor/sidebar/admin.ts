@@ -41,9 +41,18 @@ function download(name: string, text: string, type: string): void {
   setTimeout(() => URL.revokeObjectURL(url), 1000);
 }
 
+/**
+ * File inputs live across redraws (the chosen file, and the handler of a change under way, must
+ * not go with an old copy of the section): made once, detached before each redraw, put back.
+ */
+const fileRows = new Map<string, JQuery>();
+
 /** A file input that keeps the chosen file's text in `keep`. */
 function fileInput(cls: string, label: string, keep: (text: string, name: string) => void): JQuery {
+  const known = fileRows.get(cls);
+  if (known) return known;
   const row = $('<label/>', { class: 'cr-file-row' });
+  fileRows.set(cls, row);
   $('<span/>').text(label).appendTo(row);
   $('<input/>', { type: 'file', class: cls })
     .on('change', (evt) => {
@@ -131,6 +140,7 @@ function restorePart(box: JQuery): void {
         if (dryRun) ui.restore = { ...ui.restore, summary };
         else {
           ui.restore = { text: null, file: '', mode: ui.restore.mode, summary: null };
+          fileRows.get('cr-restore-file')?.find('input').val('');
           notifyDone('admin.restored', { users: summary.users, roles: summary.roles });
           fetchAll();
         }
@@ -174,6 +184,7 @@ function importPart(box: JQuery): void {
         if (dryRun) ui.import = { ...ui.import, preview };
         else {
           ui.import = { preview: null };
+          ['cr-import-passwd', 'cr-import-acl', 'cr-import-dynsec'].forEach((c) => fileRows.get(c)?.find('input').val(''));
           notifyDone('admin.imported', { users: preview.users.length, roles: preview.roles.length });
           fetchAll();
         }
@@ -214,6 +225,7 @@ function importPart(box: JQuery): void {
 
 function draw(section: Section): void {
   current = section;
+  for (const row of fileRows.values()) row.detach();
   const box = section.content.empty();
   if (!canWrite()) {
     $('<div/>', { class: 'cr-note cr-admin-readonly' }).text(t('admin.readOnly')).appendTo(box);

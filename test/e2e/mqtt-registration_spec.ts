@@ -229,6 +229,8 @@ describe('registration over MQTT alone (openssl, mosquitto clients, mTLS)', func
     assert.equal(await pool.connack(tcp, { username: 'register', clientId: 'dev-c4', clean: false }), 2);
     assert.equal(await pool.connack(tcp, { username: 'register', clientId: 'dev-c5', will: { topic: 'registry/dev-c5/request', payload: Buffer.from('{}'), qos: 0, retain: false } }), 5);
     assert.equal(await pool.connack(tcp, { username: 'register', clientId: 'watcher-live' }), 0, 'control');
+    assert.equal(await pool.connack(tcp, { username: 'register', clientId: 'dev-c2' }), 2, "another registration session's client id: no take-over");
+    assert.ok(other.connected, 'the registering device keeps its session');
     await pool.connect(tcp, { username: 'watcher', password: 'watcher-pass', clientId: 'watcher-2' });
     assert.equal(await pool.connack(tcp, { username: 'register', clientId: 'watcher-2' }), 2, 'an id in use or bound to a user');
   });

@@ -13,6 +13,7 @@ import type { ConnectedClient } from '../realm';
 import type { TopicVerdict } from './topic-rules';
 import type { BrokerRealm } from './realm-port';
 import { clientOfConnection } from './aedes-internals';
+import { REGISTRATION_USERNAME } from '../contract';
 
 /** What we know of an authenticated client. */
 export interface Session {
@@ -95,6 +96,11 @@ export class Sessions {
     const owner = this.owners.get(clientId);
     if (owner && owner !== client && !owner.closed && owner[SESSION]?.username !== username) {
       return `client id "${clientId}" is in use by another user`;
+    }
+    // registration sessions share one username: a second one with a connected session's client id
+    // would take that device's registration over (and read its answers), so it is refused instead
+    if (owner && owner !== client && !owner.closed && username === REGISTRATION_USERNAME) {
+      return `client id "${clientId}" is in use by another registration session`;
     }
     const claimedBy = this.realm.clientIds.ownerOf(clientId);
     if (claimedBy !== undefined && claimedBy !== username) return `client id "${clientId}" belongs to another user`;
