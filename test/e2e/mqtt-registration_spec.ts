@@ -133,7 +133,11 @@ describe('registration over MQTT alone (openssl, mosquitto clients, mTLS)', func
     fs.writeFileSync(path.join(dir, 'device.crt'), granted.certificate);
     fs.writeFileSync(path.join(dir, 'ca.pem'), granted.caCertificate);
 
-    // a device that reconnects later sends the same request again and gets the decision
+    // a device that reconnects later sends the same request again and gets the decision (its
+    // waiting session has ended: a registration session never takes over a connected one's id)
+    wait.child.kill();
+    await new Promise((r) => wait.child.once('exit', r));
+    await sleep(100);
     const again = await rr('request.json');
     assert.equal(JSON.parse(again.stdout).status, 201);
 
