@@ -172,48 +172,32 @@ interface ScriptConn extends Redis {
   crClaim(...args: string[]): Promise<string | null>;
 }
 
+type Triple = [kind: string, field: string, value: string];
+type OpOf<K extends StoreOp['op']> = Extract<StoreOp, { op: K }>;
+
+/** Each kind of change as the apply script's (kind, field, value) triples. */
+const ENCODE: { [K in StoreOp['op']]: (o: OpOf<K>) => Triple[] } = {
+  user: (o) => [['user', o.user.username, JSON.stringify(o.user)]],
+  deleteUser: (o) => [['deleteUser', o.username, '']],
+  request: (o) => [['request', o.request.id, JSON.stringify(o.request)]],
+  deleteRequest: (o) => [['deleteRequest', o.id, '']],
+  audit: (o) => [['audit', '', JSON.stringify(o.entry)]],
+  // (an empty fingerprint: a serial revoked on its own, as a restore writes it)
+  revoke: (o) => [...(o.fingerprint ? [['revoke', o.fingerprint, ''] as Triple] : []), ...(o.serial ? [['revokeSerial', o.serial, JSON.stringify({ serial: o.serial, revokedAt: o.at })] as Triple] : [])],
+  bindClientId: (o) => [['bind', o.clientId, o.username]],
+  unbindClientIds: (o) => o.clientIds.map((id): Triple => ['unbind', id, '']),
+  window: (o) => [['window', '', JSON.stringify({ closesAt: o.closesAt, by: o.by })]],
+  role: (o) => [['role', o.role.name, JSON.stringify(o.role)]],
+  deleteRole: (o) => [['deleteRole', o.name, '']]
+};
+
 /** The arguments of the apply script for these changes (throws on a change it does not know). */
 function encodeOps(ops: StoreOp[]): string[] {
   const out: string[] = [];
   for (const o of ops) {
-    switch (o.op) {
-      case 'user':
-        out.push('user', o.user.username, JSON.stringify(o.user));
-        break;
-      case 'deleteUser':
-        out.push('deleteUser', o.username, '');
-        break;
-      case 'request':
-        out.push('request', o.request.id, JSON.stringify(o.request));
-        break;
-      case 'deleteRequest':
-        out.push('deleteRequest', o.id, '');
-        break;
-      case 'audit':
-        out.push('audit', '', JSON.stringify(o.entry));
-        break;
-      case 'revoke':
-        if (o.fingerprint) out.push('revoke', o.fingerprint, '');
-        if (o.serial) out.push('revokeSerial', o.serial, JSON.stringify({ serial: o.serial, revokedAt: o.at }));
-        break;
-      case 'bindClientId':
-        out.push('bind', o.clientId, o.username);
-        break;
-      case 'unbindClientIds':
-        for (const id of o.clientIds) out.push('unbind', id, '');
-        break;
-      case 'window':
-        out.push('window', '', JSON.stringify({ closesAt: o.closesAt, by: o.by }));
-        break;
-      case 'role':
-        out.push('role', o.role.name, JSON.stringify(o.role));
-        break;
-      case 'deleteRole':
-        out.push('deleteRole', o.name, '');
-        break;
-      default:
-        throw new StoreError(`unknown change ${JSON.stringify((o as { op?: unknown }).op)}`);
-    }
+    const encode = Object.hasOwn(ENCODE, o.op) ? (ENCODE[o.op] as (x: StoreOp) => Triple[]) : null;
+    if (!encode) throw new StoreError(`unknown change ${JSON.stringify((o as { op?: unknown }).op)}`);
+    for (const t of encode(o)) out.push(...t);
   }
   return out;
 }
