@@ -43,6 +43,7 @@ export = function (RED: NodeAPI) {
     const node = this;
     node.broker = null;
     let statusTimer: NodeJS.Timeout | null = null;
+    let stopStatus: (() => void) | null = null;
     let listeners = '';
 
     const showStatus = (): void => {
@@ -148,10 +149,13 @@ export = function (RED: NodeAPI) {
         .filter(Boolean)
         .join(', ');
       node.broker.on('warning', (err: Error) => node.warn(err.message));
-      node.broker.on('access', (evt: AccessEvent) => {
-        node.send({ topic: evt.topic, payload: evt.payload });
-        if (evt.topic === 'connected' || evt.topic === 'disconnected') scheduleStatus();
-      });
+      // the output's messages are built only when something is wired to it: a broker nobody
+      // listens to pays nothing per connection for them (its status follows the client count)
+      const wires = (config as { wires?: unknown }).wires;
+      const wired = Array.isArray(wires) && wires.some((w: unknown) => Array.isArray(w) && w.length > 0);
+      if (wired) node.broker.on('access', (evt: AccessEvent) => node.send({ topic: evt.topic, payload: evt.payload }));
+      runtime.realm.on('clients', scheduleStatus);
+      stopStatus = () => runtime.realm.off('clients', scheduleStatus);
       onStore();
       showStatus();
     })().catch((err: Error) => fail('registry-broker.errors.startFailed', { error: err.message }));
@@ -160,6 +164,7 @@ export = function (RED: NodeAPI) {
       if (statusTimer) clearTimeout(statusTimer);
       statusTimer = null;
       if (!(runtime instanceof Error)) runtime.realm.off('store', onStore);
+      stopStatus?.();
       node.started
         .then(() => node.broker?.close())
         // the client-id bindings of the last connections reach the disk before a shutdown

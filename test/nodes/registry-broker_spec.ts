@@ -42,6 +42,24 @@ describe(`registry-broker node (Node-RED ${nodeRedVersion}, Node ${process.versi
     await waitFor(() => events.some((e) => e.topic === 'disconnected'), 3000, 'disconnected event');
   });
 
+  it('with nothing wired to its output, builds no access events and its status still counts the clients', async function () {
+    const f = flow().map((n) => ((n as { id: string }).id === 'b1' ? { ...n, wires: [[]] } : n));
+    await helper.load(NODES, f, CREDS);
+    const node = helper.getNode('b1');
+    const statuses: { text?: string }[] = [];
+    node.on('call:status', (call: { args: [{ text?: string }] }) => statuses.push(call.args[0]));
+    const broker = await startedBroker();
+    assert.equal((broker as unknown as { listenerCount(e: string): number }).listenerCount('access'), 0, 'nobody listens: no event is built');
+    // (the test runtime shows message keys, not texts: the status is told again on each change)
+    await waitFor(() => statuses.length > 0, 3000, 'first status');
+    const before = statuses.length;
+    const c = await connect(`mqtt://127.0.0.1:${broker.addresses().tcp}`, 'reader', 'reader-pass', { clientId: 'reader-unwired' });
+    await waitFor(() => statuses.length > before, 3000, 'status after a client connected');
+    const after = statuses.length;
+    c.end(true);
+    await waitFor(() => statuses.length > after, 3000, 'status after it left');
+  });
+
   it('reports an invalid port in its status instead of starting', async function () {
     const f = flow({ port: 'abc' });
     await helper.load(NODES, f, CREDS);

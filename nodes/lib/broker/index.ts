@@ -64,8 +64,10 @@ export class RegistryBroker extends EventEmitter {
   private readonly onKick = (usernames: string[], reason: string): void => this.kick(usernames, reason);
   private readonly onRealmWarning = (err: Error): void => void this.emit('warning', err);
   private readonly onDecision = (d: Decision): void => this.ctx.registration.decided(d);
-  private readonly report = (topic: AccessEventTopic, who: Who, extra?: { topic?: string } & Record<string, unknown>): void =>
-    void this.emit('access', accessEvent(topic, who, extra));
+  // (built only for someone listening: nobody wired to the node's output costs nothing per connection)
+  private readonly report = (topic: AccessEventTopic, who: Who, extra?: { topic?: string } & Record<string, unknown>): void => {
+    if (this.listenerCount('access') > 0) this.emit('access', accessEvent(topic, who, extra));
+  };
 
   private constructor(
     aedes: Aedes,
