@@ -227,6 +227,14 @@ describe('registration over MQTT alone (openssl, mosquitto clients, mTLS)', func
     assert.deepEqual((await red.api('GET', 'client-registry/requests')).body.map((r: { username: string }) => r.username), ['dev-c2']);
     assert.ok(session.connected && other.connected, 'refusals disconnect nobody');
 
+    // one request at a time per session: the second of two sent together is answered 429
+    const burst = await pool.connect(tcp, { username: 'register', clientId: 'dev-c7' });
+    await subscribe(burst, 'registry/dev-c7/response', 1);
+    burst.publish('registry/dev-c7/request', JSON.stringify({ username: 'dev-c7', password: 'dev-c7-secret' }), { qos: 0 });
+    burst.publish('registry/dev-c7/request', JSON.stringify({ username: 'dev-c7', password: 'dev-c7-secret' }), { qos: 0 });
+    await sleep(500);
+    assert.deepEqual(pool.inbox(burst).map((m) => JSON.parse(m.payload).status).sort(), [202, 429]);
+
     // CONNECT rules: a password, no client id, a persistent session, a will, a client id in use
     assert.equal(await pool.connack(tcp, { username: 'register', password: 'x', clientId: 'dev-c3' }), 4);
     assert.equal(await pool.connack(tcp, { username: 'register', clientId: '', clean: true }), 2);

@@ -65,6 +65,15 @@ describe('registration over MQTT alone (lib/registry/mqtt-registration)', functi
     assert.equal((await registry.registerOverMqtt(body({ username: 'dev-mq', password: 'dev-mq-pass-1' }), 'dev-mq', '10.0.0.2')).status, 201);
   });
 
+  it('charges the address\' registration budget as REST does (429), before any CSR is looked at', async function () {
+    const registry = await open({ registrationBurst: 2, registrationsPerMinute: 1 });
+    registry.openWindow(5);
+    for (const n of [1, 2]) assert.equal((await registry.registerOverMqtt(body({ username: `dev-b${n}`, password: 'dev-b-pass-1' }), `dev-b${n}`, '10.7.7.7')).status, 202);
+    const third = await registry.registerOverMqtt(body({ username: 'dev-b3', password: 'dev-b-pass-1', csr: 'not a csr' }), 'dev-b3', '10.7.7.7');
+    assert.equal(third.status, 429, JSON.stringify(third));
+    assert.equal((await registry.registerOverMqtt(body({ username: 'dev-b4', password: 'dev-b-pass-1' }), 'dev-b4', '10.7.7.8')).status, 202, 'another address has its own');
+  });
+
   it('pushes a denial as 403, and nothing for requests of the other flows', async function () {
     const registry = await open();
     registry.openWindow(5);
