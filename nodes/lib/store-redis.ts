@@ -103,6 +103,7 @@ for _, e in ipairs(cjson.decode(ARGV[6])) do
     if v then return {0, e[1] .. ' "' .. e[2] .. '" exists'} end
   elseif not v then return {0, e[1] .. ' "' .. e[2] .. '" does not exist'}
   elseif e[3] == 'pending' and cjson.decode(v).status ~= 'pending' then return {0, e[1] .. ' "' .. e[2] .. '" is no longer pending'}
+  elseif e[3] == 'unchanged' and v ~= e[4] then return {0, e[1] .. ' "' .. e[2] .. '" was changed meanwhile'}
   end
 end
 local seq = redis.call('INCR', KEYS[1])
@@ -158,6 +159,12 @@ return {
 }
 `;
 
+// a claim given back: deleted only while it is still this user's
+const RELEASE_LUA = `
+if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then return redis.call('HDEL', KEYS[1], ARGV[1]) end
+return 0
+`;
+
 // a client id bound to nobody is bound to ARGV[1]; the reply is its owner afterwards
 const CLAIM_LUA = `
 redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2])
@@ -170,6 +177,7 @@ interface ScriptConn extends Redis {
   crApply(...args: (string | number)[]): Promise<[number, string]>;
   crLoad(...args: (string | number)[]): Promise<LoadReply>;
   crClaim(...args: string[]): Promise<string | null>;
+  crRelease(...args: string[]): Promise<number>;
 }
 
 type Triple = [kind: string, field: string, value: string];
@@ -296,6 +304,7 @@ export class RedisStore extends EventEmitter<RedisStoreEvents> implements Store 
     this.common = { ...common, commandTimeout };
     this.conn = new Redis(url, { ...common, commandTimeout, connectionName: `client-registry:${this.instanceId}` }) as ScriptConn;
     this.conn.defineCommand('crClaim', { numberOfKeys: 1, lua: CLAIM_LUA });
+    this.conn.defineCommand('crRelease', { numberOfKeys: 1, lua: RELEASE_LUA });
     this.conn.defineCommand('crApply', { numberOfKeys: APPLY_KEYS.length, lua: APPLY_LUA });
     this.conn.defineCommand('crLoad', { numberOfKeys: LOAD_KEYS.length, lua: LOAD_LUA });
     // the follower's XREAD blocks for blockMs: its replies may take that long, no longer
@@ -384,7 +393,10 @@ export class RedisStore extends EventEmitter<RedisStoreEvents> implements Store 
       // a revocation's time is fixed here, so every instance stores and replays the same
       const fixed = ops.map((o) => (o.op === 'revoke' && o.serial && !o.at ? { ...o, at: new Date().toISOString() } : o));
       const encoded = encodeOps(fixed);
-      const expectations = expect.map((e) => ('user' in e ? ['user', e.user, e.is] : 'role' in e ? ['role', e.role, e.is] : ['request', e.request, e.is]));
+      const expectations = expect.map((e) => {
+        const json = 'json' in e ? [e.json] : [];
+        return 'user' in e ? ['user', e.user, e.is, ...json] : 'role' in e ? ['role', e.role, e.is, ...json] : ['request', e.request, e.is];
+      });
       args = [JSON.stringify(fixed), expectations.length > 0 ? JSON.stringify(expectations) : '[]', String(encoded.length / 3), ...encoded];
     } catch (err) {
       return Promise.reject(err instanceof StoreError ? err : new StoreError((err as Error).message));
@@ -581,6 +593,15 @@ export class RedisStore extends EventEmitter<RedisStoreEvents> implements Store 
       /* reported below */
     }
     throw new StoreError(`the CA stored in Redis at ${this.location} (${this.prefix}ca) cannot be read. Repair it; it is never replaced automatically.`);
+  }
+
+  /**
+   * Gives back a claim the CONNECT did not use (refused after the claim, or gone): the binding is
+   * deleted only while it is still `username`'s, so nothing is ever left bound to no session.
+   */
+  async releaseClientId(clientId: string, username: string): Promise<void> {
+    if (this.closed) return;
+    await this.conn.crRelease(this.key('clientIds'), clientId, username).catch(() => undefined);
   }
 
   /**

@@ -92,7 +92,13 @@ export const AUDIT_KEEP = 1000;
  * changed the same user or request since this one looked. A file store has one writer, whose own
  * checks (in memory) already hold, so it ignores them.
  */
-export type Expectation = { user: string; is: 'absent' | 'present' } | { request: string; is: 'present' | 'pending' } | { role: string; is: 'absent' | 'present' };
+export type Expectation =
+  | { user: string; is: 'absent' | 'present' }
+  /** still exactly as this instance knew it (`json`: the stored record): no other change came in between */
+  | { user: string; is: 'unchanged'; json: string }
+  | { request: string; is: 'present' | 'pending' }
+  | { role: string; is: 'absent' | 'present' }
+  | { role: string; is: 'unchanged'; json: string };
 
 export interface Store {
   /** Reads the stored state. Rejects with StoreError when it cannot be read. */

@@ -44,6 +44,8 @@ export interface BrokerRealm {
    * all of them at once; resolves with a refusal or null. Absent for a realm of one instance.
    */
   claimClientId?(clientId: string, username: string): Promise<{ code: RefusalCode; reason: string } | null>;
+  /** gives back a claim the CONNECT did not go on to bind (refused, or the client went away) */
+  releaseClientId?(clientId: string, username: string): Promise<void>;
   /** registration sessions (the explicit flow over MQTT): a published request's answer */
   registerOverMqtt?(payload: Buffer, clientId: string, address: string): Promise<RegistrationResponse>;
   /** what to push to a registration session once its request is decided, or null */

@@ -147,7 +147,7 @@ export class Certificates implements ClientCertificates {
     const next: User = { ...user, certificates: user.certificates.map((c) => (c.fingerprint === fingerprint ? { ...c, revoked: true } : c)) };
     const entry = this.ctx.audit.entry('certificate-revoked', username, by, { details: { fingerprint } });
     const revoke: StoreOp = { op: 'revoke', fingerprint, serial: known.serial, at: entry.at };
-    await this.ctx.write([{ op: 'user', user: next }, revoke, { op: 'audit', entry }], [{ user: next.username, is: 'present' }]);
+    await this.ctx.write([{ op: 'user', user: next }, revoke, { op: 'audit', entry }], [{ user: next.username, is: 'unchanged', json: JSON.stringify(user) }]);
     this.ctx.storedUsers.set(next);
     this.revokedNow([revoke]);
     this.ctx.userChanged(username, 'certificate revoked');

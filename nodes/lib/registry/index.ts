@@ -67,6 +67,8 @@ export class ClientRegistry extends Realm {
   private readonly upgrading = new Set<string>();
   /** see claim(); set only when the store is shared */
   readonly claimClientId?: (clientId: string, username: string) => Promise<{ code: 2 | 3; reason: string } | null>;
+  /** gives back a claim the CONNECT did not use; set only when the store is shared */
+  readonly releaseClientId?: (clientId: string, username: string) => Promise<void>;
   private durability: Pick<StoreStatus, 'durable' | 'durability'> = { durable: null, durability: null };
 
   constructor(
@@ -78,7 +80,10 @@ export class ClientRegistry extends Realm {
     this.lifecycle = new StoreLifecycle(store);
     this.shared = isShared(store) ? store : null;
     const shared = this.shared;
-    if (shared) this.claimClientId = (clientId, username) => this.claim(shared, clientId, username);
+    if (shared) {
+      this.claimClientId = (clientId, username) => this.claim(shared, clientId, username);
+      this.releaseClientId = (clientId, username) => shared.releaseClientId(clientId, username);
+    }
     this.audit = new AuditLog((entry, remote) => this.emit('audit', entry, remote));
     this.window = new RegistrationWindow(this.audit, (state, remote) => this.emit('window', state, remote));
     const ctx: RegistryContext = {
@@ -518,7 +523,7 @@ export class ClientRegistry extends Realm {
         const current = this.storedUsers.get(user.username);
         if (!current || current.passwordHash !== user.passwordHash) return; // changed meanwhile
         const next: User = { ...current, passwordHash };
-        await this.lifecycle.write([{ op: 'user', user: next }], [{ user: next.username, is: 'present' }]);
+        await this.lifecycle.write([{ op: 'user', user: next }], [{ user: next.username, is: 'unchanged', json: JSON.stringify(current) }]);
         if (this.storedUsers.get(user.username)?.passwordHash !== user.passwordHash) return;
         this.storedUsers.set(next.username, next);
         this.cache.add(next.username, passwordHash, password);

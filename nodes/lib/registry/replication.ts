@@ -26,6 +26,7 @@ export interface SharedStore extends Store {
   follow(from?: LogPosition | null): void;
   readonly position: LogPosition | null;
   claimClientId(clientId: string, username: string): Promise<string>;
+  releaseClientId(clientId: string, username: string): Promise<void>;
   signal(payload: unknown): void;
   listenForSignals(): void;
   durability(): Promise<Durability>;
@@ -84,6 +85,8 @@ export class Replication {
   private readonly applied = new Map<string, number>();
   private up = { command: true, follow: false };
   private resyncing = false;
+  /** Redis lost acknowledged changes: refused for good (until a restart) */
+  private lost: string | null = null;
   private closed = false;
   private firstFollow: Promise<void> | null = null;
 
@@ -123,12 +126,13 @@ export class Replication {
 
   /** True while new logins and registrations may be decided (both connections up, in sync). */
   get available(): boolean {
-    return !this.closed && this.up.command && this.up.follow && !this.resyncing;
+    return !this.closed && !this.lost && this.up.command && this.up.follow && !this.resyncing;
   }
 
   /** Why logins are refused now, or null. */
   get unavailableReason(): string | null {
     if (this.available) return null;
+    if (this.lost) return `Redis lost acknowledged changes (${this.lost}); repair it and restart`;
     if (this.resyncing) return 'the client registry is being read again from Redis';
     return 'Redis is unreachable';
   }
@@ -172,7 +176,17 @@ export class Replication {
   }
 
   private async resync(reason: string): Promise<void> {
-    if (this.closed || this.resyncing) return;
+    if (this.closed || this.resyncing || this.lost) return;
+    if (/lost data/i.test(reason)) {
+      // Redis came back without changes it had acknowledged (no persistence, or a crash before
+      // fsync): reading it again would silently replace the realm by whatever is left, even an
+      // empty one. The instance stays closed (CONNACK 3, 503) until an operator repairs Redis
+      // (e.g. `client-registry migrate --replace` from a backup's store) and restarts it.
+      this.lost = reason;
+      this.target.warning(new Error(`the client registry in Redis lost acknowledged changes (${reason}): logins and registrations are refused until it is repaired and Node-RED restarted; it is never replaced automatically`));
+      this.announce();
+      return;
+    }
     this.resyncing = true;
     this.announce();
     this.target.warning(new Error(`reading the client registry again from Redis: ${reason}`));

@@ -80,10 +80,10 @@ export class RoleAdmin {
   async update(name: string, input: { permissions?: unknown }, by = 'api'): Promise<Role> {
     const { ctx } = this;
     await ctx.ready();
-    this.stored(name);
+    const before = this.stored(name);
     const role: Role = { name, permissions: checkedPermissions(input.permissions) };
     const entry = ctx.audit.entry('role-updated', '', by, { details: { role: name } });
-    await ctx.write([{ op: 'role', role }, { op: 'audit', entry }], [{ role: name, is: 'present' }]);
+    await ctx.write([{ op: 'role', role }, { op: 'audit', entry }], [{ role: name, is: 'unchanged', json: JSON.stringify(before) }]);
     ctx.storedRoles.set(role);
     ctx.roleChanged(name);
     ctx.audit.remember(entry);

@@ -104,7 +104,8 @@ export class UserAdmin {
     for (const k of ['roles', 'disabled', 'publishPrefix'] as const) if (changes[k] !== undefined) details[k] = next[k];
     if (changes.password !== undefined) details.password = 'changed';
     const entry = ctx.audit.entry('user-updated', username, by, { details });
-    await ctx.write([{ op: 'user', user: next }, { op: 'audit', entry }], [{ user: next.username, is: 'present' }]);
+    // (built on this instance's copy: refused if another instance changed the user meanwhile)
+    await ctx.write([{ op: 'user', user: next }, { op: 'audit', entry }], [{ user: next.username, is: 'unchanged', json: JSON.stringify(user) }]);
     ctx.storedUsers.set(next);
     ctx.userChanged(username, 'user changed');
     ctx.audit.remember(entry);

@@ -120,6 +120,49 @@ describe('registry replication (Redis)', function () {
     await until(() => !a.permissionsFor('ivan').allowsTopic('write', 'meters/ivan', me), 2000, 'role gone on a');
   });
 
+  it('two instances changing one user at once: one change stands everywhere, the other is refused (a disable is never silently undone)', async () => {
+    const [a, b] = [await instance(), await instance()];
+    await a.createUser({ username: 'xuser', password: 'xuser password 1', roles: [] });
+    await until(() => !!b.getUser('xuser'), 2000, 'xuser on b');
+    for (let round = 0; round < 5; round++) {
+      await until(() => JSON.stringify(a.getUser('xuser')) === JSON.stringify(b.getUser('xuser')), 2000, 'the same user on both');
+      const results = await Promise.allSettled([a.updateUser('xuser', { disabled: round % 2 === 0 }), b.updateUser('xuser', { roles: [`r${round}`] })]);
+      const ok = results.filter((r) => r.status === 'fulfilled').length;
+      assert.ok(ok >= 1, `round ${round}: at least one stands`);
+      for (const r of results) if (r.status === 'rejected') assert.equal((r.reason as RegistryError).status, 409);
+      await until(() => JSON.stringify(a.getUser('xuser')) === JSON.stringify(b.getUser('xuser')), 2000, 'both converge');
+      const u = a.getUser('xuser')!;
+      if (results[0].status === 'fulfilled') assert.equal(u.disabled, round % 2 === 0, `round ${round}: the disable that was answered 200 holds`);
+      if (results[1].status === 'fulfilled') assert.deepEqual(u.roles, [`r${round}`], `round ${round}: the roles answered 200 hold`);
+    }
+  });
+
+  it('a client id claimed for a CONNECT that is then refused is given back (nothing left bound to nobody)', async () => {
+    const [a, b] = [await instance({ limits: { ...registrySettings().limits, maxClientIdsPerUser: 1 } }), await instance()];
+    assert.equal(await a.claimClientId!('spare-1', 'u1'), null);
+    await a.releaseClientId!('spare-1', 'u1');
+    assert.equal(await b.claimClientId!('spare-1', 'u2'), null, 'free again for another user');
+    await a.releaseClientId!('spare-1', 'u1');
+    assert.equal(await a.claimClientId!('spare-1', 'u1') !== null, true, 'a release by another user than the owner deletes nothing');
+  });
+
+  it('Redis that lost acknowledged changes is never taken for the realm: the instance refuses logins until repaired', async () => {
+    const own = await startRedis();
+    try {
+      const a = await instance({}, own);
+      await a.createUser({ username: 'kept', password: 'kept password 1', roles: [] });
+      await own.stop();
+      await own.start(); // no persistence: everything is gone
+      await until(() => /lost acknowledged changes/.test(a.storeStatus().reason ?? ''), 10_000, 'reported');
+      assert.ok(a.getUser('kept'), 'the realm in memory is not replaced by an empty one');
+      const login = await a.authenticate('kept', 'kept password 1', '10.0.0.1', 'k');
+      assert.equal((login as { code?: number }).code, CONNACK.serverUnavailable);
+    } finally {
+      await Promise.all(open.splice(0).map((r) => r.close()));
+      await own.close();
+    }
+  });
+
   it('failed logins on one instance back off the same username on the other', async () => {
     const [a, b] = [await instance(), await instance()];
     await a.createUser({ username: 'bob', password: 'bob password 1', roles: [] });

@@ -100,13 +100,23 @@ export async function authenticate(ctx: HookContext, client: Client, username: s
     session.will = will;
   }
   if (!emptyId && !registration) {
+    let claimed = false;
     if (ctx.realm.claimClientId && ctx.realm.clientIds.ownerOf(clientId) !== user.username) {
       const claim = await ctx.realm.claimClientId(clientId, user.username);
       if (claim) refuse(claim.code, claim.reason);
-      if (ctx.closing || client.closed) throw connackError(CONNACK.serverUnavailable, 'broker closing');
+      claimed = true;
+    }
+    // a claim this CONNECT does not go on to bind is given back (never left bound to nobody)
+    const giveBack = (): void => void (claimed && ctx.realm.releaseClientId?.(clientId, user.username));
+    if (ctx.closing || client.closed) {
+      giveBack();
+      throw connackError(CONNACK.serverUnavailable, 'broker closing');
     }
     const unbound = ctx.sessions.bind(clientId, user.username);
-    if (unbound) refuse(CONNACK.identifierRejected, unbound);
+    if (unbound) {
+      giveBack();
+      refuse(CONNACK.identifierRejected, unbound);
+    }
   }
   ctx.sessions.attach(client, session);
   ctx.listeners.authenticated(client);
