@@ -159,14 +159,24 @@ return {
 }
 `;
 
+// a registration session's client id, held while it is connected (and at most ARGV[2] s): refused
+// when a user's binding or another session holds it
+const SESSION_LUA = `
+if redis.call('HEXISTS', KEYS[1], ARGV[3]) == 1 then return 0 end
+if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'EX', ARGV[2]) then return 1 end
+return 0
+`;
+
 // a claim given back: deleted only while it is still this user's
 const RELEASE_LUA = `
 if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then return redis.call('HDEL', KEYS[1], ARGV[1]) end
 return 0
 `;
 
-// a client id bound to nobody is bound to ARGV[1]; the reply is its owner afterwards
+// a client id bound to nobody is bound to ARGV[1]; the reply is its owner afterwards (' ': an
+// id a registration session holds, on any instance)
 const CLAIM_LUA = `
+if redis.call('EXISTS', KEYS[2]) == 1 then return ' ' end
 redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2])
 return redis.call('HGET', KEYS[1], ARGV[1])
 `;
@@ -178,6 +188,7 @@ interface ScriptConn extends Redis {
   crLoad(...args: (string | number)[]): Promise<LoadReply>;
   crClaim(...args: string[]): Promise<string | null>;
   crRelease(...args: string[]): Promise<number>;
+  crSession(...args: string[]): Promise<number>;
 }
 
 type Triple = [kind: string, field: string, value: string];
@@ -303,8 +314,9 @@ export class RedisStore extends EventEmitter<RedisStoreEvents> implements Store 
     this.url = url;
     this.common = { ...common, commandTimeout };
     this.conn = new Redis(url, { ...common, commandTimeout, connectionName: `client-registry:${this.instanceId}` }) as ScriptConn;
-    this.conn.defineCommand('crClaim', { numberOfKeys: 1, lua: CLAIM_LUA });
+    this.conn.defineCommand('crClaim', { numberOfKeys: 2, lua: CLAIM_LUA });
     this.conn.defineCommand('crRelease', { numberOfKeys: 1, lua: RELEASE_LUA });
+    this.conn.defineCommand('crSession', { numberOfKeys: 2, lua: SESSION_LUA });
     this.conn.defineCommand('crApply', { numberOfKeys: APPLY_KEYS.length, lua: APPLY_LUA });
     this.conn.defineCommand('crLoad', { numberOfKeys: LOAD_KEYS.length, lua: LOAD_LUA });
     // the follower's XREAD blocks for blockMs: its replies may take that long, no longer
@@ -554,7 +566,7 @@ export class RedisStore extends EventEmitter<RedisStoreEvents> implements Store 
   async claimClientId(clientId: string, username: string): Promise<string> {
     if (this.closed) throw new StoreError('store is closed');
     try {
-      return (await this.conn.crClaim(this.key('clientIds'), clientId, username)) ?? username;
+      return (await this.conn.crClaim(this.key('clientIds'), this.sessionKey(clientId), clientId, username)) ?? username;
     } catch (err) {
       throw new StoreError(`cannot reach Redis at ${this.location}: ${/enableOfflineQueue/.test((err as Error).message) ? 'not connected' : (err as Error).message}`);
     }
@@ -593,6 +605,29 @@ export class RedisStore extends EventEmitter<RedisStoreEvents> implements Store 
       /* reported below */
     }
     throw new StoreError(`the CA stored in Redis at ${this.location} (${this.prefix}ca) cannot be read. Repair it; it is never replaced automatically.`);
+  }
+
+  private sessionKey(clientId: string): string {
+    return `${this.prefix}regsession:${clientId}`;
+  }
+
+  /**
+   * Holds a registration session's client id across instances while it is connected (and for
+   * at most `ttlSeconds`): false when a user's binding or another session holds it.
+   */
+  async holdSessionId(clientId: string, owner: string, ttlSeconds = 3600): Promise<boolean> {
+    if (this.closed) throw new StoreError('store is closed');
+    try {
+      return (await this.conn.crSession(this.key('clientIds'), this.sessionKey(clientId), owner, String(ttlSeconds), clientId)) === 1;
+    } catch (err) {
+      throw new StoreError(`cannot reach Redis at ${this.location}: ${(err as Error).message}`);
+    }
+  }
+
+  /** Lets go of a registration session's client id (only while `owner` holds it). */
+  async releaseSessionId(clientId: string, owner: string): Promise<void> {
+    if (this.closed) return;
+    await this.conn.eval("if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0", 1, this.sessionKey(clientId), owner).catch(() => undefined);
   }
 
   /**

@@ -384,7 +384,10 @@ export class FileStore implements Store {
       audit: state.audit.slice(),
       revoked: (state.revoked ?? []).slice(),
       revokedSerials: (state.revokedSerials ?? []).slice(),
-      clientIds: { ...state.clientIds }
+      clientIds: { ...state.clientIds },
+      // (every field of the snapshot: what is left out here is lost once the journal rotates)
+      roles: { ...state.roles },
+      ...(state.window ? { window: { ...state.window } } : {})
     };
     const offset = this.journalBytes;
     this.writeSnapshotAsync(view).then(

@@ -264,6 +264,19 @@ describe('FileStore (lib/store)', function () {
   });
 
   describe('compaction', function () {
+    it('keeps every kind of change through a compaction (registry roles, bindings, revocations)', async function () {
+      const { store } = await open(2048);
+      await store.apply([{ op: 'role', role: { name: 'kept-role', permissions: [{ topic: 'a/#', access: 'read' }] } }, { op: 'bindClientId', clientId: 'c-1', username: 'user1' }, { op: 'revoke', fingerprint: 'AA:BB', serial: '0A', at: '2026-01-01T00:00:00.000Z' }]);
+      for (let n = 1; n <= 100; n++) await store.apply([{ op: 'user', user: user(`user${n}`) }, { op: 'audit', entry: audit(n) }]);
+      await store.close();
+      const snap = JSON.parse(fs.readFileSync(snapshot(), 'utf8')) as RealmSnapshot;
+      assert.ok(snap.seq > 50, 'compacted');
+      const { state } = await open(2048);
+      assert.deepEqual(state.roles, { 'kept-role': { name: 'kept-role', permissions: [{ topic: 'a/#', access: 'read' }] } });
+      assert.equal(state.clientIds?.['c-1'], 'user1');
+      assert.deepEqual(state.revoked, ['AA:BB']);
+    });
+
     it('truncates the journal into realm.json; a reload gives the same state', async function () {
       const { store } = await open(2048);
       for (let n = 1; n <= 100; n++) {

@@ -46,6 +46,9 @@ export interface BrokerRealm {
   claimClientId?(clientId: string, username: string): Promise<{ code: RefusalCode; reason: string } | null>;
   /** gives back a claim the CONNECT did not go on to bind (refused, or the client went away) */
   releaseClientId?(clientId: string, username: string): Promise<void>;
+  /** several instances: a registration session's client id held while it is connected */
+  holdRegistrationSession?(clientId: string): Promise<{ code: RefusalCode; reason: string } | null>;
+  releaseRegistrationSession?(clientId: string): Promise<void>;
   /** registration sessions (the explicit flow over MQTT): a published request's answer */
   registerOverMqtt?(payload: Buffer, clientId: string, address: string): Promise<RegistrationResponse>;
   /** what to push to a registration session once its request is decided, or null */

@@ -69,6 +69,12 @@ export class ClientRegistry extends Realm {
   readonly claimClientId?: (clientId: string, username: string) => Promise<{ code: 2 | 3; reason: string } | null>;
   /** gives back a claim the CONNECT did not use; set only when the store is shared */
   readonly releaseClientId?: (clientId: string, username: string) => Promise<void>;
+  /**
+   * A registration session's client id, held across instances while it is connected (no other
+   * instance's session or user may take it over); set only when the store is shared.
+   */
+  readonly holdRegistrationSession?: (clientId: string) => Promise<{ code: 2 | 3; reason: string } | null>;
+  readonly releaseRegistrationSession?: (clientId: string) => Promise<void>;
   private durability: Pick<StoreStatus, 'durable' | 'durability'> = { durable: null, durability: null };
 
   constructor(
@@ -83,6 +89,14 @@ export class ClientRegistry extends Realm {
     if (shared) {
       this.claimClientId = (clientId, username) => this.claim(shared, clientId, username);
       this.releaseClientId = (clientId, username) => shared.releaseClientId(clientId, username);
+      this.holdRegistrationSession = async (clientId) => {
+        try {
+          return (await shared.holdSessionId(clientId, shared.instanceId)) ? null : { code: CONNACK.identifierRejected, reason: `client id "${clientId}" is in use by another registration session or a user` };
+        } catch (err) {
+          return { code: CONNACK.serverUnavailable, reason: `client registry unavailable: ${(err as Error).message}` };
+        }
+      };
+      this.releaseRegistrationSession = (clientId) => shared.releaseSessionId(clientId, shared.instanceId);
     }
     this.audit = new AuditLog((entry, remote) => this.emit('audit', entry, remote));
     this.window = new RegistrationWindow(this.audit, (state, remote) => this.emit('window', state, remote));

@@ -27,6 +27,9 @@ export interface SharedStore extends Store {
   readonly position: LogPosition | null;
   claimClientId(clientId: string, username: string): Promise<string>;
   releaseClientId(clientId: string, username: string): Promise<void>;
+  holdSessionId(clientId: string, owner: string, ttlSeconds?: number): Promise<boolean>;
+  releaseSessionId(clientId: string, owner: string): Promise<void>;
+  readonly instanceId: string;
   signal(payload: unknown): void;
   listenForSignals(): void;
   durability(): Promise<Durability>;

@@ -12,6 +12,8 @@ import { CONNACK } from '../../../nodes/lib/contract';
 import { ClientRegistry, RegistryError } from '../../../nodes/lib/registry';
 import { RedisStore } from '../../../nodes/lib/store-redis';
 import { startRedis, type RedisServer } from '../../helpers/redis';
+import { RegistryBroker } from '../../../nodes/lib/broker';
+import { ClientPool } from '../../helpers/mqtt';
 import { registrySettings, sleep } from '../../helpers/registry';
 import type { RegistrySettings } from '../../../nodes/lib/settings';
 
@@ -160,6 +162,29 @@ describe('registry replication (Redis)', function () {
     } finally {
       await Promise.all(open.splice(0).map((r) => r.close()));
       await own.close();
+    }
+  });
+
+  it("a registration session's client id cannot be taken over from another instance, by a session or by a user", async () => {
+    const [a, b] = [await instance(), await instance()];
+    await a.createUser({ username: 'taker', password: 'taker password 1', roles: [] });
+    a.openWindow(5);
+    await until(() => b.windowState().open && !!b.getUser('taker'), 2000, 'window and user on b');
+    const brokers = [await RegistryBroker.start(a, { id: 'a', port: 0, host: '127.0.0.1' }), await RegistryBroker.start(b, { id: 'b', port: 0, host: '127.0.0.1' })];
+    const pool = new ClientPool();
+    try {
+      const [portA, portB] = brokers.map((x) => x.addresses().tcp as number);
+      const device = await pool.connect(portA, { username: 'register', clientId: 'devX' });
+      assert.equal(await pool.connack(portB, { username: 'register', clientId: 'devX' }), CONNACK.identifierRejected);
+      assert.equal(await pool.connack(portB, { username: 'taker', password: 'taker password 1', clientId: 'devX' }), CONNACK.identifierRejected);
+      await sleep(100);
+      assert.ok(device.connected, 'the registering device keeps its session');
+      device.end(true);
+      await pool.closed(device);
+      await until(async () => (await pool.connack(portB, { username: 'register', clientId: 'devX' })) === 0, 3000, 'free once it left');
+    } finally {
+      await pool.closeAll();
+      await Promise.all(brokers.map((x) => x.close()));
     }
   });
 

@@ -72,6 +72,17 @@ export async function authenticate(ctx: HookContext, client: Client, username: s
   const registration = user.username === REGISTRATION_USERNAME;
   if (registration && !client.clean) refuse(CONNACK.identifierRejected, 'a registration session must use CleanSession=1');
   if (registration && pendingWill(client)) refuse(CONNACK.notAuthorized, 'a registration session may not have a will');
+  if (registration && ctx.realm.holdRegistrationSession) {
+    // several instances: held in Redis while connected, so no instance lets another take it over
+    const held = await ctx.realm.holdRegistrationSession(clientId);
+    if (held) refuse(held.code, held.reason);
+    const letGo = (): void => void ctx.realm.releaseRegistrationSession?.(clientId);
+    if (ctx.closing || client.closed) {
+      letGo();
+      throw connackError(CONNACK.serverUnavailable, 'broker closing');
+    }
+    client.conn.once('close', letGo);
+  }
 
   const session: Session = {
     username: user.username,
