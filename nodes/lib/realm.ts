@@ -346,6 +346,19 @@ export class Realm extends EventEmitter {
    * ones; a correct password skips bcrypt when it was verified before (cache bound to the hash).
    * Failed attempts back off per username and per address before bcrypt runs again.
    */
+  /**
+   * A login decided now, without waiting, or null (then `authenticate`): a known user whose
+   * password was verified before against the very hash it has now. Reconnecting devices take
+   * this path, so a CONNECT is answered in the turn that read it. Same answer as authenticate.
+   */
+  cachedLogin(username: string, password: string, address: string): AuthResult | null {
+    if (this.loading.size > 0) return null;
+    const user = this.getUser(username);
+    const hash = user?.passwordHash;
+    if (!user || !hash || !this.cache.has(username, hash, password)) return null;
+    return this.accept(user, address);
+  }
+
   async authenticate(username: string, password: string, address: string, _clientId = ''): Promise<AuthResult> {
     await this.ready();
     // no user can have a name of another shape: refused before it is kept anywhere (the back-off

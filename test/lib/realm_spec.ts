@@ -85,6 +85,21 @@ describe('realm', function () {
       assert.equal((await realm.authenticate('alice', 'new-password', ADDRESS)).ok, true);
     });
 
+    it('cachedLogin decides now only a password verified before against the hash the user has now, with the same answer', async function () {
+      await realm.setFlowUser('n1', def('alice', 'alice-pw-1'));
+      assert.equal(realm.cachedLogin('alice', 'alice-pw-1', ADDRESS), null, 'never verified: bcrypt (authenticate) decides');
+      assert.equal(realm.cachedLogin('nobody', 'whatever-1', ADDRESS), null, 'an unknown user is never decided here');
+      assert.equal((await realm.authenticate('alice', 'alice-pw-1', ADDRESS)).ok, true);
+      const now = realm.cachedLogin('alice', 'alice-pw-1', ADDRESS);
+      assert.equal(now?.ok, true);
+      assert.equal((now as { user: { username: string } }).user.username, 'alice');
+      assert.equal(realm.cachedLogin('alice', 'alice-pw-2', ADDRESS), null, 'another password: authenticate decides (and counts it)');
+      await realm.setFlowUser('n1', def('alice', 'new-password'));
+      assert.equal(realm.cachedLogin('alice', 'alice-pw-1', ADDRESS), null, 'the old password, once changed, is not decided from the cache');
+      await realm.setFlowUser('n1', def('alice', 'new-password', { disabled: true }));
+      assert.equal(realm.cachedLogin('alice', 'new-password', ADDRESS), null, 'a changed user is verified again');
+    });
+
     it('a removed flow user can no longer log in', async function () {
       await realm.setFlowUser('n1', def('alice', 'alice-pw-1'));
       assert.equal((await realm.authenticate('alice', 'alice-pw-1', ADDRESS)).ok, true);

@@ -121,6 +121,26 @@ export function interceptClientPublishes(aedes: Aedes, drop: (packet: PublishPac
 }
 
 /**
+ * Leaves out the broker's announcements of each client that connects or disconnects
+ * (`$SYS/<id>/new/clients`, `$SYS/<id>/disconnect/clients`) while `wanted()` is false: nobody
+ * can receive them then, and they cost two publishes per connection. Private: aedes publishes
+ * them as `this.publish(packet, noop)` from `_finishRegisterClient` and `unregisterClient`, and
+ * (several instances) listens to other brokers' `new/clients` to end a client id's older session.
+ */
+export function skipClientAnnouncements(aedes: Aedes, wanted: () => boolean): void {
+  const id = (aedes as unknown as { id: string }).id;
+  const connected = `$SYS/${id}/new/clients`;
+  const disconnected = `$SYS/${id}/disconnect/clients`;
+  const publish = aedes.publish;
+  aedes.publish = function (this: Aedes, packet: PublishPacket, client: unknown, done?: unknown) {
+    if (typeof client === 'function' && done === undefined && (packet.topic === connected || packet.topic === disconnected) && !wanted()) {
+      return void (client as () => void)();
+    }
+    return (publish as unknown as (p: PublishPacket, c: unknown, d?: unknown) => void).call(this, packet, client, done);
+  } as unknown as typeof aedes.publish;
+}
+
+/**
  * Replaces how a persistent session's subscriptions are stored: `grant(client, subs)` says which
  * filters of a SUBSCRIBE to keep. Private: `aedes.persistence.addSubscriptions(client, subs)`,
  * which aedes' subscribe handler calls once per granted filter, each time with the whole

@@ -17,7 +17,7 @@ import type { Aedes } from 'aedes' with { 'resolution-mode': 'import' };
 import type { ConnectedClient } from '../realm';
 import { DEFAULT_LIMITS, type Limits } from '../settings';
 import { accessEvent, type AccessEventTopic } from './access-events';
-import { brokerEmitter, interceptStoredSubscriptions, onBrokerError } from './aedes-internals';
+import { brokerEmitter, interceptStoredSubscriptions, onBrokerError, skipClientAnnouncements } from './aedes-internals';
 import { Backpressure } from './backpressure';
 import { Listeners, type Addresses, type ListenerOptions } from './listeners';
 import type { BrokerRealm } from './realm-port';
@@ -93,7 +93,8 @@ export class RegistryBroker extends EventEmitter {
       },
       report: this.report,
       clusterId: opts.cluster ? opts.id : null,
-      registration: new RegistrationSessions(aedes, realm, this.sessions)
+      registration: new RegistrationSessions(aedes, realm, this.sessions),
+      announcements: { wanted: !!opts.cluster }
     };
     realm.on('kick', this.onKick);
     realm.on('decision', this.onDecision);
@@ -162,7 +163,15 @@ export class RegistryBroker extends EventEmitter {
     const ctx = this.ctx;
     a.preConnect = preConnect;
     a.authenticate = (client, username, password, cb) => {
-      authenticate(ctx, client, username, password).then(
+      // decided now when it can be (a reconnecting known user), else when the realm answers
+      let decided: Promise<void> | void;
+      try {
+        decided = authenticate(ctx, client, username, password);
+      } catch (err) {
+        return cb(err as never, false);
+      }
+      if (!decided) return cb(null, true);
+      decided.then(
         () => cb(null, true),
         (err: Error) => cb(err as never, false)
       );
@@ -171,6 +180,8 @@ export class RegistryBroker extends EventEmitter {
     a.authorizeSubscribe = (client, sub, cb) => authorizeSubscribe(ctx, client, sub, cb);
     a.authorizeForward = (client, packet) => authorizeForward(ctx, client, packet);
     dropRefusedPublishes(a, ctx.dropped);
+    const announcements = ctx.announcements;
+    skipClientAnnouncements(a, () => announcements.wanted);
     // a persistent session's subscriptions are stored once per SUBSCRIBE, only what was granted
     interceptStoredSubscriptions(a, grantedSubscriptions);
 

@@ -84,7 +84,8 @@ class PreAuthGate {
     this.total++;
     socket[GATE] = this;
     socket[GATED_ADDRESS] = address;
-    socket.once('close', releaseGateSlot);
+    // (on, not once: 'close' comes once, and once() costs a wrapper per connection)
+    socket.on('close', releaseGateSlot);
     return true;
   }
 
@@ -94,7 +95,7 @@ class PreAuthGate {
     if (address === undefined || socket[GATE] !== this) return;
     socket[GATED_ADDRESS] = undefined;
     socket[GATE] = undefined;
-    socket.off('close', releaseGateSlot);
+    // (the close listener stays: it finds nothing to give back now)
     const n = (this.perAddress.get(address) ?? 1) - 1;
     if (n > 0) this.perAddress.set(address, n);
     else this.perAddress.delete(address);
@@ -259,7 +260,7 @@ export class Listeners {
   /** Hands an admitted connection to aedes, with the packet size limit on its parser. */
   private handle(conn: Duplex, req?: http.IncomingMessage): void {
     this.sockets.add(conn);
-    conn.once('close', this.untrack);
+    conn.on('close', this.untrack);
     if (conn instanceof net.Socket) coalesceWrites(conn);
     const client = this.aedes.handle(conn as never, req as never);
     try {

@@ -28,6 +28,8 @@ type RealmEventsSeen = Pick<RealmEvents, 'kick' | 'crl' | 'warning' | 'decision'
 export interface BrokerRealm {
   /** a login with username and password (`clientId` '' for an empty client id) */
   authenticate(username: string, password: string, address: string, clientId: string): Promise<BrokerAuthResult>;
+  /** a login decided now (cached verification of this password), or null: take authenticate() */
+  cachedLogin?(username: string, password: string, address: string): BrokerAuthResult | null;
   /** a login with a client certificate the TLS listener verified (mTLS) */
   authenticateCertificate(raw: Buffer, username: string | undefined): Promise<BrokerAuthResult>;
   /** the CA's current revocation list (PEM), for the TLS listener */

@@ -123,7 +123,7 @@ export class Sessions {
   attach(client: Client, session: Session): void {
     (client as RegistryClient)[SESSION] = session;
     this.owners.set(session.clientId, client as RegistryClient);
-    client.conn.once('close', this.onConnectionClosed);
+    client.conn.on('close', this.onConnectionClosed);
   }
 
   /** One handler for every connection (no closure per client): `this` is the socket. */

@@ -412,6 +412,17 @@ export class ClientRegistry extends Realm {
     return connackAnswer(await this.registration.decide({ flow: 'mqtt', username, password, address, clientId }));
   }
 
+  /**
+   * A known user's login decided now (the password verified before against this hash), or null:
+   * never a registration session, and only once the store is loaded (and, shared, followed).
+   * The same answer `authenticate` gives (a granted login is the realm's answer as it is).
+   */
+  override cachedLogin(username: string, password: string, address: string): AuthResult | null {
+    if (username === REGISTRATION_USERNAME) return null;
+    if (!this.lifecycle.readyNow || this.unavailable()) return null;
+    return super.cachedLogin(username, password, address);
+  }
+
   /** A registration session's permissions are its own two topics; anyone else's as compiled. */
   override permissionsFor(username: string): CompiledPermissions {
     return username === REGISTRATION_USERNAME ? this.mqttRegistration.permissions : super.permissionsFor(username);

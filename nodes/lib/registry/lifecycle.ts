@@ -17,6 +17,8 @@ export class StoreLifecycle {
   private failed: (() => void)[] = [];
   private closed = false;
   private isLoaded = false;
+  /** loaded and `after` done: ready() would resolve at once */
+  private isStarted = false;
   /** set when the store is shared: orders this instance's writes among the others' */
   replication: Replication | null = null;
 
@@ -38,6 +40,7 @@ export class StoreLifecycle {
         }
       }
       await after();
+      this.isStarted = true;
     })();
     return this.started;
   }
@@ -80,6 +83,11 @@ export class StoreLifecycle {
     }
     if (this.waiting) throw new RegistryError(503, `client registry unavailable: ${this.waiting.message}`);
     await started;
+  }
+
+  /** Started, and nothing to wait for: ready() would resolve at once (a login may be decided now). */
+  get readyNow(): boolean {
+    return this.isStarted && !this.loadError && !this.waiting;
   }
 
   /** Why the registry cannot work (its store could not be read, or is being waited for), or null. */

@@ -28,6 +28,7 @@ import {
   pendingWill,
   resumeClient,
   setWebSocketMaxPayload,
+  skipClientAnnouncements,
   tlsRawSocket
 } from '../../../nodes/lib/broker/aedes-internals';
 
@@ -261,6 +262,34 @@ describe('private APIs the broker relies on (lib/broker/aedes-internals)', funct
       await until(() => delivered.includes('drop/api'), 'the programmatic publish');
       assert.equal(seen.length, 4);
       c.socket.destroy();
+    } finally {
+      await b.close();
+    }
+  });
+
+  it("aedes announces each client as this.publish($SYS/<id>/new/clients | disconnect/clients, noop): left out while not wanted", async function () {
+    const b = await bareAedes({ id: 'canary-broker' });
+    const seen: string[] = [];
+    b.broker.subscribe('$SYS/+/+/clients', (packet, cb) => {
+      seen.push(`${packet.topic} ${String(packet.payload)}`);
+      cb();
+    }, () => undefined);
+    let wanted = false;
+    skipClientAnnouncements(b.broker, () => wanted);
+    try {
+      const quiet = await rawClient(b.port, { clientId: 'quiet' });
+      quiet.socket.destroy();
+      await until(() => b.broker.connectedClients === 0, 'quiet gone');
+      await sleep(50);
+      assert.deepEqual(seen, [], 'nothing announced while not wanted');
+      // the broker's other publishes go through as they are
+      await new Promise<void>((r) => b.broker.publish({ cmd: 'publish', topic: '$SYS/x/api/clients', payload: Buffer.from('api'), qos: 0, retain: false, dup: false }, () => r()));
+      await until(() => seen.length === 1, 'the programmatic publish');
+      wanted = true;
+      const heard = await rawClient(b.port, { clientId: 'heard' });
+      heard.socket.destroy();
+      await until(() => seen.length === 3, 'both announcements');
+      assert.deepEqual(seen, ['$SYS/x/api/clients api', '$SYS/canary-broker/new/clients heard', '$SYS/canary-broker/disconnect/clients heard']);
     } finally {
       await b.close();
     }

@@ -250,6 +250,35 @@ describe('topic rules through real clients (lib/broker/topic-rules, via the hook
       );
     });
 
+    it("announces clients on $SYS only once a '$' filter was granted (nobody could receive them before): a refused one changes nothing", async function () {
+      const heard = [] as string[];
+      const aedes = f.broker!.aedes;
+      // an internal listener: it sees whatever the broker publishes, granted to anyone or not
+      await new Promise<void>((r) =>
+        aedes.subscribe(
+          `$SYS/${BROKER_ID}/+/clients`,
+          (packet, cb) => {
+            heard.push(`${packet.topic.split('/')[2]} ${String(packet.payload)}`);
+            cb();
+          },
+          () => r()
+        )
+      );
+      const plain = await as('plain', { clientId: 'plain-1' });
+      assert.deepEqual(await subscribe(plain, '$SYS/#'), [128]);
+      const early = await as('plain', { clientId: 'early' });
+      early.end(true);
+      await sleep(100);
+      assert.equal(heard.length, 0, 'no announcements while no client may read them');
+      const reader = await as('sysreader');
+      assert.deepEqual(await subscribe(reader, `$SYS/${BROKER_ID}/new/clients`), [0]);
+      const late = await as('plain', { clientId: 'late' });
+      await waitFor(() => pool.inbox(reader).some((m) => m.payload === 'late'), 3000, 'new/clients for late');
+      late.end(true);
+      await waitFor(() => heard.includes('disconnect late'), 3000, 'disconnect/clients for late');
+      assert.deepEqual(heard, ['new late', 'disconnect late']);
+    });
+
     it("refuses $SYS/# to a user whose '#' permission is all it has, and grants it with an explicit $SYS read permission", async function () {
       const plain = await as('plain');
       assert.deepEqual(await subscribe(plain, ['$SYS/#', `$SYS/${BROKER_ID}/new/clients`, '+/+/new/clients']), [128, 128, 0]);

@@ -15,6 +15,22 @@ describe('store lifecycle (lib/registry/lifecycle)', function () {
   this.timeout(20000);
   const { open, shut, dir, track } = registryFixture();
 
+  it('decides a login now (cachedLogin) only once started, never for a registration session, with the answer authenticate gives', async function () {
+    const first = await open();
+    await first.createUser({ username: 'device-1', password: PASSWORD, roles: [] }, 'alice');
+    await shut(first);
+    const r = track(new ClientRegistry(registrySettings(), new FileStore(dir())));
+    assert.equal(r.cachedLogin('device-1', PASSWORD, '10.0.0.1'), null, 'not started: nothing is decided without the store');
+    await r.start();
+    assert.equal(r.cachedLogin('device-1', PASSWORD, '10.0.0.1'), null, 'not verified yet: bcrypt decides');
+    assert.equal((await r.authenticate('device-1', PASSWORD, '10.0.0.1', 'c1')).ok, true);
+    assert.equal(r.cachedLogin('device-1', PASSWORD, '10.0.0.1')?.ok, true);
+    assert.equal(r.cachedLogin('register', PASSWORD, '10.0.0.1'), null, 'a registration session is always decided by the registry');
+    await r.updateUser('device-1', { disabled: true }, 'alice');
+    assert.equal(r.cachedLogin('device-1', PASSWORD, '10.0.0.1'), null, 'a changed user is verified again');
+    assert.equal((await r.authenticate('device-1', PASSWORD, '10.0.0.1', 'c1')).ok, false);
+  });
+
   it('users, pending requests, decisions and the audit log survive a restart', async function () {
     const a = await open();
     a.openWindow(5);

@@ -7,7 +7,11 @@ import { checkTopic } from '../topic-rules';
 export function authorizeSubscribe(ctx: HookContext, client: Client, sub: Subscription, cb: (err: Error | null, sub?: Subscription | null) => void): void {
   const s = sessionOf(client);
   if (!s) return cb(new Error('not authenticated'));
-  if (checkTopic('subscribe', sub.topic, s, s.perms).access === 'allow') return cb(null, sub);
+  if (checkTopic('subscribe', sub.topic, s, s.perms).access === 'allow') {
+    // '$' filters (only these match $SYS topics): from now on the broker announces clients
+    if (sub.topic.charCodeAt(0) === 36) ctx.announcements.wanted = true;
+    return cb(null, sub);
+  }
   ctx.report('subscribe-denied', s, { topic: sub.topic, reason: 'no read permission' });
   cb(null, null); // SUBACK 0x80, connection stays up
 }

@@ -22,6 +22,12 @@ export interface HookContext {
   readonly report: ReportAccess;
   /** this broker's id when several instances share the message space (Redis), else null: wills of dead instances come in */
   readonly clusterId: string | null;
+  /**
+   * aedes' $SYS announcements of each connecting and disconnecting client: made only once a
+   * client was granted a '$' filter (no other filter matches them), or with several instances
+   * (which use them to end a client id's older session on another instance)
+   */
+  readonly announcements: { wanted: boolean };
   /** registration sessions' requests and answers */
   readonly registration: RegistrationSessions;
 }
