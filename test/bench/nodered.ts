@@ -30,6 +30,9 @@
  *   BENCH_NR_ENGINE=0              without the third side, the engine alone (RegistryBroker and
  *                                  ClientRegistry with an in-memory store, broker-fixture.js
  *                                  registry): it tells the engine's cost from the Node-RED layer's
+ *   BENCH_NR_INSIDE=1              a fourth side: bare aedes started by a node inside the same
+ *                                  Node-RED process (test/bench/nr-bare): what any broker pays for
+ *                                  running in Node-RED's process, told from what registry-broker adds
  *   BENCH_NR_NODE_OPTIONS="--cpu-prof --cpu-prof-dir=/tmp/prof"   node options for both brokers
  *   BENCH_NR_LOG=warn              Node-RED's console log level (default info, as users run it)
  * Everything listens on 127.0.0.1 with ephemeral ports; every loop is bounded in count and time;
@@ -51,6 +54,8 @@ const CLIENT = process.env.BENCH_NR_CLIENT === 'mosquitto' ? 'mosquitto' : 'raw'
 const IDS = process.env.BENCH_NR_CLIENT_IDS === 'reuse' ? 'reuse' : 'fresh';
 /** BENCH_NR_ENGINE=0 leaves out the third side: the engine alone in a plain Node process */
 const ENGINE = process.env.BENCH_NR_ENGINE !== '0';
+/** BENCH_NR_INSIDE=1 adds bare aedes inside the Node-RED process */
+const INSIDE = process.env.BENCH_NR_INSIDE === '1';
 const TESTS = new Set((process.env.BENCH_NR_TESTS || 'reconnect,qos0,qos1').split(',').map((t) => t.trim()));
 const NODE_OPTIONS = process.env.BENCH_NR_NODE_OPTIONS || '';
 const QOS0_MESSAGES = 20_000;
@@ -162,25 +167,28 @@ function flows(): object[] {
       name: 'bench',
       permissions: ROLE_PERMISSIONS
     },
-    { id: 'benchuser', type: 'registry-user', username: USERNAME, roles: ['bench'], publishPrefix: '', disabled: false }
+    { id: 'benchuser', type: 'registry-user', username: USERNAME, roles: ['bench'], publishPrefix: '', disabled: false },
+    ...(INSIDE ? [{ id: 'benchbare', type: 'bench-bare-aedes', z: 'benchtab', name: '', x: 200, y: 200, wires: [] }] : [])
   ];
 }
 
 interface Side {
-  name: 'bare' | 'nodered' | 'engine';
+  name: 'bare' | 'nodered' | 'engine' | 'inside';
   port: number;
   pid: number;
 }
 
 type Metric = 'reconnect' | 'reconnectCpu' | 'qos0' | 'qos1';
 const runs: Record<Metric, Record<Side['name'], number[]>> = {
-  reconnect: { bare: [], nodered: [], engine: [] },
-  reconnectCpu: { bare: [], nodered: [], engine: [] },
-  qos0: { bare: [], nodered: [], engine: [] },
-  qos1: { bare: [], nodered: [], engine: [] }
+  reconnect: { bare: [], nodered: [], engine: [], inside: [] },
+  reconnectCpu: { bare: [], nodered: [], engine: [], inside: [] },
+  qos0: { bare: [], nodered: [], engine: [], inside: [] },
+  qos1: { bare: [], nodered: [], engine: [], inside: [] }
 };
 /** per round: the engine alone (RegistryBroker + ClientRegistry, memory store) / bare */
 const engineRatios: Record<Metric, number[]> = { reconnect: [], reconnectCpu: [], qos0: [], qos1: [] };
+/** per round: registry-broker / bare aedes, both inside the Node-RED process (BENCH_NR_INSIDE=1) */
+const insideRatios: Record<Metric, number[]> = { reconnect: [], reconnectCpu: [], qos0: [], qos1: [] };
 /** per round: Node-RED / bare (rates) and bare / Node-RED (CPU) */
 const ratios: Record<Metric, number[]> = { reconnect: [], reconnectCpu: [], qos0: [], qos1: [] };
 
@@ -214,7 +222,10 @@ export async function runNodeRed(): Promise<void> {
       credentials: { benchuser: { password: PASSWORD } },
       // as users run it: the default bcrypt cost, Node-RED's default console logging
       clientRegistry: { bcryptCost: 10 },
-      settings: { logging: { console: { level: process.env.BENCH_NR_LOG || 'info', metrics: false, audit: false } } },
+      settings: {
+        logging: { console: { level: process.env.BENCH_NR_LOG || 'info', metrics: false, audit: false } },
+        ...(INSIDE ? { nodesDir: path.join(__dirname, 'nr-bare') } : {})
+      },
       nodeBinary
     });
     const nrPort = await nr.brokerPort();
@@ -230,13 +241,21 @@ export async function runNodeRed(): Promise<void> {
       enginePort = e.port;
       enginePid = e.pid;
     }
+    let insidePort = 0;
+    if (INSIDE) {
+      const portFile = path.join(nr.userDir, 'bench-bare-aedes.port');
+      const until = now() + 30_000;
+      while (!fs.existsSync(portFile) && now() < until) await sleep(100);
+      insidePort = Number(fs.readFileSync(portFile, 'utf8'));
+    }
     load = new Child('mqtt-load', 'mqtt-load.js', [], [], { ...process.env, BENCH_LOAD_LIMIT_MS: String(TOTAL_MS + 60_000) });
     const sides: Record<Side['name'], Side> = {
       bare: { name: 'bare', port: b.port, pid: b.pid },
       nodered: { name: 'nodered', port: nrPort, pid: nr.pid as number },
-      engine: { name: 'engine', port: enginePort, pid: enginePid }
+      engine: { name: 'engine', port: enginePort, pid: enginePid },
+      inside: { name: 'inside', port: insidePort, pid: nr.pid as number }
     };
-    const all = ENGINE ? [sides.bare, sides.engine, sides.nodered] : [sides.bare, sides.nodered];
+    const all = [sides.bare, ...(ENGINE ? [sides.engine] : []), ...(INSIDE ? [sides.inside] : []), sides.nodered];
     const l = load;
     /** `count` reconnects on one side: done, elapsed ms and the broker's CPU µs */
     const reconnectPart = async (s: Side, tag: string, count: number): Promise<{ done: number; elapsedMs: number; cpuUs: number }> => {
@@ -332,6 +351,7 @@ export async function runNodeRed(): Promise<void> {
         if (v.bare === undefined || v.nodered === undefined) continue;
         ratios[m].push(m === 'reconnectCpu' ? v.bare / v.nodered : v.nodered / v.bare);
         if (v.engine !== undefined) engineRatios[m].push(m === 'reconnectCpu' ? v.bare / v.engine : v.engine / v.bare);
+        if (v.inside !== undefined) insideRatios[m].push(m === 'reconnectCpu' ? v.inside / v.nodered : v.nodered / v.inside);
       }
       log(`round ${round + 1}/${ROUNDS}: reconnect ${fmt(got.reconnect?.bare)} vs ${fmt(got.reconnect?.nodered)} conn/s (${fmt(ratios.reconnect.at(-1), 2)})`);
     }
@@ -383,7 +403,12 @@ function report(partial: boolean, notes: string[]): void {
       out.push(`  engine alone (no Node-RED, memory store): ${fmt(median(runs[m].engine), d)}; median ratio ${(median(es) as number).toFixed(2)}, spread ${Math.min(...es).toFixed(2)}–${Math.max(...es).toFixed(2)}`);
       out.push(`  per round engine:   ${runs[m].engine.map((x) => fmt(x, d)).join(', ')}`);
     }
-    json[m] = { unit, bare: runs[m].bare.map((x) => +x.toFixed(2)), nodered: runs[m].nodered.map((x) => +x.toFixed(2)), engine: runs[m].engine.map((x) => +x.toFixed(2)), engineRatios: engineRatios[m].map((x) => +x.toFixed(3)), ratios: rs.map((x) => +x.toFixed(3)), medianRatio: +med.toFixed(3), min: +lo.toFixed(3), max: +hi.toFixed(3) };
+    const is = insideRatios[m];
+    if (is.length > 0) {
+      out.push(`  bare aedes inside the Node-RED process: ${fmt(median(runs[m].inside), d)}; registry-broker / it: median ratio ${(median(is) as number).toFixed(2)}, spread ${Math.min(...is).toFixed(2)}–${Math.max(...is).toFixed(2)}`);
+      out.push(`  per round inside:   ${runs[m].inside.map((x) => fmt(x, d)).join(', ')}`);
+    }
+    json[m] = { unit, bare: runs[m].bare.map((x) => +x.toFixed(2)), nodered: runs[m].nodered.map((x) => +x.toFixed(2)), engine: runs[m].engine.map((x) => +x.toFixed(2)), engineRatios: engineRatios[m].map((x) => +x.toFixed(3)), inside: runs[m].inside.map((x) => +x.toFixed(2)), insideRatios: insideRatios[m].map((x) => +x.toFixed(3)), ratios: rs.map((x) => +x.toFixed(3)), medianRatio: +med.toFixed(3), min: +lo.toFixed(3), max: +hi.toFixed(3) };
   }
   if (notes.length > 0) {
     out.push('', 'notes:');

@@ -317,7 +317,9 @@ export class Listeners {
  * TCP_NODELAY sends every packet as soon as it is written (a QoS 1 round trip no longer waits
  * ~40 ms for Nagle), but then a burst of small packets costs one segment and one syscall each.
  * Corking a socket on its first write and uncorking it at the end of this turn of the event
- * loop sends what one turn produced together, with no added delay.
+ * loop sends what one turn produced together, with no added delay. The connection's first
+ * packet (the CONNACK, alone in its turn) goes out as it is: a device that only connects pays
+ * nothing for this.
  */
 const CORKED = Symbol('client-registry.corked');
 type CorkableSocket = net.Socket & { [CORKED]?: boolean };
@@ -328,13 +330,15 @@ function uncorkSocket(socket: CorkableSocket): void {
 }
 
 /** Shared by every socket (no closures per connection). */
-function coalescedWrite(this: CorkableSocket, ...args: unknown[]): boolean {
-  if (!this[CORKED] && !this.destroyed) {
+function coalescedWrite(this: CorkableSocket, chunk: unknown, encoding?: unknown, cb?: unknown): boolean {
+  if (this[CORKED] === undefined) {
+    this[CORKED] = false; // from the second write on, writes of one turn go out together
+  } else if (!this[CORKED] && !this.destroyed) {
     this[CORKED] = true;
     this.cork();
     setImmediate(uncorkSocket, this);
   }
-  return (Object.getPrototypeOf(this).write as (...a: unknown[]) => boolean).apply(this, args);
+  return (Object.getPrototypeOf(this).write as (c: unknown, e?: unknown, f?: unknown) => boolean).call(this, chunk, encoding, cb);
 }
 
 function coalesceWrites(socket: net.Socket): void {
