@@ -188,21 +188,47 @@ export class ClientRegistry extends Realm {
 
   /** Joins the other instances on the shared store: follows their changes, shares counters. */
   private async share(store: SharedStore): Promise<void> {
+    /**
+     * A lock of the window this instance could not store (Redis away): the others did not hear of
+     * it and may still be open, so it is written again as soon as Redis can be reached. Only a
+     * later opening made here takes it back; whatever the log brings meanwhile, the lock wins
+     * (it fails closed).
+     */
+    let unsharedLock: { by: string; entry: AuditEntry } | null = null;
+    const writeWindow = (closesAt: number, by: string, entry: AuditEntry, retry = false): void => {
+      this.lifecycle.write([{ op: 'window', closesAt, by }, { op: 'audit', entry }]).then(
+        () => {
+          // (a catch-up may have opened it here meanwhile: the lock stands here too)
+          if (retry) this.window.adopt(0);
+        },
+        (err: Error) => {
+          // the other instances did not hear of it: an opening is taken back here too, a lock is
+          // kept here and written again once Redis is back
+          if (closesAt > 0) this.window.adopt(0);
+          else unsharedLock = { by, entry };
+          this.emit('warning', new Error(`the registration window change was not stored: ${err.message}${closesAt > 0 ? '' : ' (the lock is written as soon as the store can be reached)'}`));
+        }
+      );
+    };
     const replication = new Replication(store, {
       apply: (ops) => this.applyRemote(ops),
       reload: (snapshot) => this.reload(snapshot),
-      availability: () => void this.emit('store', this.storeStatus()),
+      availability: () => {
+        if (unsharedLock && replication.available) {
+          const lock = unsharedLock;
+          unsharedLock = null; // (written once; kept again if this attempt fails too)
+          writeWindow(0, lock.by, lock.entry, true);
+        }
+        this.emit('store', this.storeStatus());
+      },
       counters: { username: this.throttle.byUsername, address: this.throttle.byAddress, unknown: this.unknownLimiter, registrations: this.registration.limiter },
       warning: (err) => void this.emit('warning', err)
     });
     this.replication = replication;
     this.lifecycle.replication = replication;
     this.window.share = (closesAt, by, entry) => {
-      this.lifecycle.write([{ op: 'window', closesAt, by }, { op: 'audit', entry }]).catch((err: Error) => {
-        // the other instances did not hear of it: an opening is taken back here too
-        if (closesAt > 0) this.window.adopt(0);
-        this.emit('warning', new Error(`the registration window change was not stored: ${err.message}`));
-      });
+      if (closesAt > 0) unsharedLock = null; // opened here again: the earlier lock is overtaken
+      writeWindow(closesAt, by, entry);
     };
     await replication.start();
     store.durability().then(

@@ -244,6 +244,34 @@ describe('registry replication (Redis)', function () {
     }
   });
 
+  it('a lock of the window made while Redis is away reaches the other instances once it is back (never left open elsewhere)', async () => {
+    const own = await startRedis({ durable: true });
+    try {
+      const [a, b] = [await instance({}, own), await instance({}, own)];
+      const warnings: string[] = [];
+      a.on('warning', (e: Error) => warnings.push(e.message));
+      a.openWindow(5);
+      await until(() => b.windowState().open, 2000, 'open on b');
+      await own.stop();
+      await until(() => !a.storeStatus().available && !b.storeStatus().available, 5000, 'unavailable');
+      assert.equal(a.closeWindow('alice').open, false, 'locked here at once');
+      await until(() => warnings.some((w) => /window change was not stored.*written as soon as/.test(w)), 5000, 'the warning');
+      assert.equal(b.windowState().open, true, 'the other instance could not hear of it');
+      await own.start();
+      await until(() => !b.windowState().open, 15_000, 'locked on b once Redis is back');
+      assert.equal(a.windowState().open, false);
+      await until(() => b.listAudit().some((e) => e.action === 'window-closed' && e.by === 'alice'), 3000, 'the lock in b\'s audit log');
+      // an opening made afterwards is not undone by the earlier lock
+      a.openWindow(5);
+      await until(() => b.windowState().open, 3000, 'opened again on b');
+      await sleep(300);
+      assert.equal(a.windowState().open, true);
+    } finally {
+      await Promise.all(open.splice(0).map((r) => r.close()));
+      await own.close();
+    }
+  });
+
   it('Redis not there at start: refuses at once (CONNACK 3, 503) and says why, then starts by itself when Redis comes', async () => {
     const own = await startRedis({ durable: true });
     await own.stop();
