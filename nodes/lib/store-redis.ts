@@ -290,6 +290,11 @@ export class RedisStore extends EventEmitter<RedisStoreEvents> implements Store 
   private readonly tags = new Map<string, TagState>();
   private readonly inFlight = new Set<Promise<unknown>>();
   private following: Promise<unknown> | null = null;
+  /**
+   * the follower is connected and has read the log up to its end: only then is it said 'up'
+   * (a reconnected instance must not decide logins before it has applied what it missed)
+   */
+  private followUp = false;
   private closed = false;
 
   constructor(url: string, options: RedisStoreOptions = {}) {
@@ -327,18 +332,20 @@ export class RedisStore extends EventEmitter<RedisStoreEvents> implements Store 
 
   private watch(conn: Redis, which: 'command' | 'follow'): void {
     let up = false;
+    // (the follower is said up by followLoop, once it has caught up with the log)
+    const down = (err: Error, always: boolean): void => {
+      if (which === 'follow' ? this.followUp : up) {
+        if (always || !this.closed) this.emit('connection', 'down', which, err);
+      }
+      up = false;
+      if (which === 'follow') this.followUp = false;
+    };
     conn.on('ready', () => {
       up = true;
-      this.emit('connection', 'up', which);
+      if (which === 'command') this.emit('connection', 'up', which);
     });
-    conn.on('error', (err: Error) => {
-      if (up) this.emit('connection', 'down', which, err);
-      up = false;
-    });
-    conn.on('close', () => {
-      if (up && !this.closed) this.emit('connection', 'down', which, new Error('connection closed'));
-      up = false;
-    });
+    conn.on('error', (err: Error) => down(err, true));
+    conn.on('close', () => down(new Error('connection closed'), false));
   }
 
   private key(name: keyof typeof KEY): string {
@@ -467,15 +474,20 @@ export class RedisStore extends EventEmitter<RedisStoreEvents> implements Store 
           await whenReady(conn, 1000).catch(() => undefined);
           continue;
         }
-        if (!checked) {
+        if (!checked || !this.followUp) {
           // on every (re)connection: does the log still hold every change after `at`?
           const gap = await this.gap(at);
           if (gap) return this.resync(gap);
           checked = true;
         }
-        const reply = (await conn.xread('COUNT', 100, 'BLOCK', this.blockMs, 'STREAMS', this.key('log'), at.id)) as [string, [string, string[]][]][] | null;
+        // catching up (after a (re)connection) without blocking, then waiting for new changes
+        const catchingUp = !this.followUp;
+        const reply = (
+          catchingUp ? await conn.xread('COUNT', 100, 'STREAMS', this.key('log'), at.id) : await conn.xread('COUNT', 100, 'BLOCK', this.blockMs, 'STREAMS', this.key('log'), at.id)
+        ) as [string, [string, string[]][]][] | null;
         failures = 0;
-        for (const [id, fields] of reply?.[0]?.[1] ?? []) {
+        const entries = reply?.[0]?.[1] ?? [];
+        for (const [id, fields] of entries) {
           if (this.closed) return 'closed';
           const f: Record<string, string> = {};
           for (let i = 0; i + 1 < fields.length; i += 2) f[fields[i]] = fields[i + 1];
@@ -498,6 +510,11 @@ export class RedisStore extends EventEmitter<RedisStoreEvents> implements Store 
             return this.resync(`log entry ${id} cannot be read`);
           }
           this.emit('ops', ops, seq);
+        }
+        if (catchingUp && entries.length < 100 && conn.status === 'ready' && !this.closed) {
+          // everything missed is applied: logins may be decided again
+          this.followUp = true;
+          this.emit('connection', 'up', 'follow');
         }
       } catch (err) {
         if (this.closed) break;

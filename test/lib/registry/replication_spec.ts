@@ -244,6 +244,27 @@ describe('registry replication (Redis)', function () {
     }
   });
 
+  it('an instance whose follower reconnects is available again only once it has applied what it missed (no login of a user disabled meanwhile)', async () => {
+    const a = await instance();
+    const b = await instance();
+    await a.createUser({ username: 'carol', password: 'carol password 1', roles: [] });
+    await until(() => !!b.getUser('carol'), 2000, 'carol on b');
+    assert.equal((await a.authenticate('carol', 'carol password 1', '10.0.0.5', 'c1')).ok, true, 'verified once: in the cache');
+    // a's follower loses its connection (its command connection stays); b disables carol meanwhile
+    const follower = (a as unknown as { lifecycle: { store: { followConn: { disconnect(): void; connect(): Promise<void> } } } }).lifecycle.store.followConn;
+    follower.disconnect();
+    await until(() => !a.storeStatus().available, 3000, 'a unavailable');
+    await b.updateUser('carol', { disabled: true });
+    const atComeback: unknown[] = [];
+    a.on('store', (st: { available: boolean }) => {
+      if (st.available) atComeback.push(a.cachedLogin('carol', 'carol password 1', '10.0.0.5') ?? a.getUser('carol')?.disabled);
+    });
+    void follower.connect().catch(() => undefined);
+    await until(() => a.storeStatus().available, 10_000, 'a available again');
+    assert.deepEqual(atComeback, [true], 'when a says it is available, carol is already disabled there');
+    assert.equal((await a.authenticate('carol', 'carol password 1', '10.0.0.5', 'c1')).ok, false);
+  });
+
   it('a lock of the window made while Redis is away reaches the other instances once it is back (never left open elsewhere)', async () => {
     const own = await startRedis({ durable: true });
     try {
