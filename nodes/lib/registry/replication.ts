@@ -169,11 +169,17 @@ export class Replication {
 
   /**
    * This instance's own change, stored as number `seq`: false when a later change of one of its
-   * subjects was already applied here (then it must not be applied: the later one stands).
+   * subjects was already applied here (that part must not be applied: the later one stands). The
+   * change is in the log all the same, and the other instances apply what of it was not
+   * overtaken (its audit entry, its other subjects): so is that applied here too, as they do,
+   * and the writer is told it was refused.
    */
   wrote(ops: StoreOp[], seq: number): boolean {
     const subjects = ops.map(subjectOf).filter((s): s is string => s !== null);
-    if (subjects.some((s) => (this.applied.get(s) ?? 0) > seq)) return false;
+    if (subjects.some((s) => (this.applied.get(s) ?? 0) > seq)) {
+      this.received(ops, seq);
+      return false;
+    }
     for (const s of subjects) this.remember(s, seq);
     return true;
   }

@@ -16,6 +16,7 @@ import { RegistryBroker } from '../../../nodes/lib/broker';
 import { ClientPool } from '../../helpers/mqtt';
 import { registrySettings, sleep } from '../../helpers/registry';
 import type { RegistrySettings } from '../../../nodes/lib/settings';
+import type { AuditEntry, StoreOp } from '../../../nodes/lib/store';
 
 /** Polls `check` every 20 ms until it is true (or fails after `ms`). */
 async function until(check: () => boolean | Promise<boolean>, ms = 3000, what = 'condition'): Promise<void> {
@@ -242,6 +243,23 @@ describe('registry replication (Redis)', function () {
       await Promise.all(open.splice(0).map((r) => r.close()));
       await own.close();
     }
+  });
+
+  it('a change of its own that the log shows overtaken: refused to its writer, its other parts applied there as on the other instances', async () => {
+    const [a, b] = [await instance(), await instance()];
+    await a.createUser({ username: 'olga', password: 'olga password 1', roles: [] });
+    await until(() => !!b.getUser('olga'), 2000, 'olga on b');
+    await b.updateUser('olga', { roles: ['later'] }, 'bob');
+    await until(() => a.getUser('olga')?.roles[0] === 'later', 2000, "b's change on a");
+    // a change a wrote before b's (a lower number in the log) whose answer came after a applied
+    // b's: its user part is overtaken, its audit entry is not
+    const replication = (a as unknown as { replication: { wrote(ops: StoreOp[], seq: number): boolean } }).replication;
+    const stale = { ...a.getUser('olga')!, roles: ['earlier'] };
+    const entry = { at: new Date().toISOString(), action: 'user-updated', username: 'olga', by: 'alice' } as AuditEntry;
+    const seqOfB = (a as unknown as { replication: { applied: Map<string, number> } }).replication.applied.get('user:olga')!;
+    assert.equal(replication.wrote([{ op: 'user', user: stale }, { op: 'audit', entry }], seqOfB - 1), false, 'refused to its writer');
+    assert.deepEqual(a.getUser('olga')!.roles, ['later'], 'the later change stands');
+    assert.ok(a.listAudit().some((e) => e.by === 'alice' && e.action === 'user-updated'), 'the audit entry is applied, as the other instances do');
   });
 
   it('an instance whose follower reconnects is available again only once it has applied what it missed (no login of a user disabled meanwhile)', async () => {
