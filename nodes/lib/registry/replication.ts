@@ -92,6 +92,8 @@ export class Replication {
   private lost: string | null = null;
   private closed = false;
   private firstFollow: Promise<void> | null = null;
+  /** this instance's own changes acknowledged so far (a re-read must not miss one) */
+  private ownWrites = 0;
 
   constructor(
     private readonly store: SharedStore,
@@ -181,6 +183,7 @@ export class Replication {
       return false;
     }
     for (const s of subjects) this.remember(s, seq);
+    this.ownWrites++;
     return true;
   }
 
@@ -201,7 +204,15 @@ export class Replication {
     this.target.warning(new Error(`reading the client registry again from Redis: ${reason}`));
     for (let attempt = 0; !this.closed; attempt++) {
       try {
-        const snapshot = await this.store.load();
+        // a change of this instance acknowledged while the realm was being read may be missing
+        // from what was read, and the writer has applied it here already: read again then
+        // (the log is followed from the position read, which skips this instance's own changes)
+        let snapshot: RealmSnapshot;
+        for (let reads = 0; ; reads++) {
+          const before = this.ownWrites;
+          snapshot = await this.store.load();
+          if (this.ownWrites === before || reads >= 4) break;
+        }
         this.applied.clear();
         this.target.reload(snapshot);
         this.store.follow();

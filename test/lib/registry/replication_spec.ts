@@ -262,6 +262,42 @@ describe('registry replication (Redis)', function () {
     assert.ok(a.listAudit().some((e) => e.by === 'alice' && e.action === 'user-updated'), 'the audit entry is applied, as the other instances do');
   });
 
+  it('a re-read of the realm does not lose a change of its own acknowledged while it was reading', async () => {
+    const [a, b] = [await instance(), await instance()];
+    const store = (b as unknown as { lifecycle: { store: RedisStore } }).lifecycle.store;
+    const load = store.load.bind(store);
+    let wroteMeanwhile: Promise<unknown> | null = null;
+    // the interleaving forced: b reads the realm, then b's own change is acknowledged (and
+    // applied there by its writer) before the re-read takes effect
+    store.load = async () => {
+      const snapshot = await load();
+      if (!wroteMeanwhile) {
+        wroteMeanwhile = b.createUser({ username: 'zed', password: 'zed password 1', roles: [] });
+        await wroteMeanwhile;
+      }
+      return snapshot;
+    };
+    // while b's follower is away, the log loses a change b has not read (as a trim past its
+    // position would): back, b reads the realm again
+    // (b's next read of the log is held until both changes are made, then fails as a read does)
+    const follower = (store as unknown as { followConn: { xread(...args: unknown[]): Promise<unknown> } }).followConn;
+    const xread = follower.xread.bind(follower);
+    let fail: (() => void) | null = null;
+    follower.xread = (...args: unknown[]) => (fail === null ? new Promise((_resolve, reject) => (fail = () => reject(new Error('read held by the test')))) : xread(...args));
+    await until(() => fail !== null, 3000, "b's read held");
+    await redis.command('DEL', `${prefix}log`);
+    await a.createUser({ username: 'yuri', password: 'yuri password 1', roles: [] });
+    await redis.command('DEL', `${prefix}log`);
+    await a.createUser({ username: 'yves', password: 'yves password 1', roles: [] });
+    (fail as unknown as () => void)();
+    await until(() => wroteMeanwhile !== null, 5000, 'the re-read');
+    await wroteMeanwhile;
+    await until(() => b.storeStatus().available && !!b.getUser('yves'), 5000, 'b read the realm again');
+    await until(() => !!a.getUser('zed'), 2000, 'zed on a');
+    await sleep(200);
+    assert.ok(b.getUser('zed'), 'the change acknowledged during the re-read is still there on its writer');
+  });
+
   it('an instance whose follower reconnects is available again only once it has applied what it missed (no login of a user disabled meanwhile)', async () => {
     const a = await instance();
     const b = await instance();
