@@ -98,12 +98,19 @@ const APPLY_KEYS = ['seq', 'logId', 'log', 'users', 'requests', 'audit', 'revoke
 // then count triples. Nothing is written unless every expectation holds.
 const APPLY_LUA = `
 for _, e in ipairs(cjson.decode(ARGV[6])) do
+  if e[1] == 'requestFor' then
+    -- (a scan: requests are bounded by maxPending, and recording one is rare and rate-limited)
+    for _, r in ipairs(redis.call('HVALS', KEYS[5])) do
+      if cjson.decode(r).username == e[2] then return {0, 'a request for "' .. e[2] .. '" exists'} end
+    end
+  else
   local v = redis.call('HGET', e[1] == 'user' and KEYS[4] or e[1] == 'role' and KEYS[13] or KEYS[5], e[2])
   if e[3] == 'absent' then
     if v then return {0, e[1] .. ' "' .. e[2] .. '" exists'} end
   elseif not v then return {0, e[1] .. ' "' .. e[2] .. '" does not exist'}
   elseif e[3] == 'pending' and cjson.decode(v).status ~= 'pending' then return {0, e[1] .. ' "' .. e[2] .. '" is no longer pending'}
   elseif e[3] == 'unchanged' and v ~= e[4] then return {0, e[1] .. ' "' .. e[2] .. '" was changed meanwhile'}
+  end
   end
 end
 local seq = redis.call('INCR', KEYS[1])
@@ -414,6 +421,7 @@ export class RedisStore extends EventEmitter<RedisStoreEvents> implements Store 
       const encoded = encodeOps(fixed);
       const expectations = expect.map((e) => {
         const json = 'json' in e ? [e.json] : [];
+        if ('requestFor' in e) return ['requestFor', e.requestFor, e.is];
         return 'user' in e ? ['user', e.user, e.is, ...json] : 'role' in e ? ['role', e.role, e.is, ...json] : ['request', e.request, e.is];
       });
       args = [JSON.stringify(fixed), expectations.length > 0 ? JSON.stringify(expectations) : '[]', String(encoded.length / 3), ...encoded];

@@ -97,6 +97,8 @@ export type Expectation =
   /** still exactly as this instance knew it (`json`: the stored record): no other change came in between */
   | { user: string; is: 'unchanged'; json: string }
   | { request: string; is: 'present' | 'pending' }
+  /** no request (pending or decided) for this username: one request per username across instances */
+  | { requestFor: string; is: 'absent' }
   | { role: string; is: 'absent' | 'present' }
   | { role: string; is: 'unchanged'; json: string };
 

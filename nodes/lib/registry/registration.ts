@@ -266,7 +266,11 @@ export class Registration {
       if (input.csr !== undefined) request.csr = input.csr;
       if (input.context !== undefined) request.context = input.context;
       const drop = ctx.requests.decidedBeyond(ctx.settings.maxPending);
-      await ctx.write([...drop.map((r): StoreOp => ({ op: 'deleteRequest', id: r.id })), { op: 'request', request }], [{ user: request.username, is: 'absent' }]);
+      // (several instances: neither a user nor a request of this name made meanwhile on another)
+      await ctx.write([...drop.map((r): StoreOp => ({ op: 'deleteRequest', id: r.id })), { op: 'request', request }], [
+        { user: request.username, is: 'absent' },
+        { requestFor: request.username, is: 'absent' }
+      ]);
       drop.forEach((r) => ctx.requests.unindex(r));
       ctx.requests.index(request);
       ctx.emit('request', publicRequest(request));

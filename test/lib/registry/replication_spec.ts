@@ -109,6 +109,20 @@ describe('registry replication (Redis)', function () {
     }
   });
 
+  it('two instances recording a request for one username at once: one request stands everywhere, the other device is refused', async () => {
+    const [a, b] = [await instance(), await instance()];
+    a.openWindow(5);
+    await until(() => b.windowState().open, 2000, 'open on b');
+    for (let round = 0; round < 5; round++) {
+      const username = `twin${round}`;
+      const answers = await Promise.all([a.register({ username, password: 'first device secret 1' }, '10.0.1.1'), b.register({ username, password: 'other device secret 2' }, '10.0.1.2')]);
+      const recorded = answers.filter((r) => r.status === 202);
+      assert.equal(recorded.length, 1, `round ${round}: one request recorded, answers ${answers.map((r) => r.status).join(', ')}`);
+      assert.ok(answers.some((r) => r.status === 409), `round ${round}: the other is refused (409)`);
+      await until(() => [a, b].every((r) => r.listRequests().filter((q) => q.username === username).length === 1), 2000, 'one request on both');
+    }
+  });
+
   it('a registry role made on one instance is in effect on the other, and its users there are disconnected', async () => {
     const [a, b] = [await instance(), await instance()];
     await a.createUser({ username: 'ivan', password: 'ivan password 1', roles: ['meters'] });
