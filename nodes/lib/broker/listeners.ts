@@ -69,19 +69,30 @@ function releaseGateSlot(this: GateSocket): void {
   this[GATE]?.release(this);
 }
 
-class PreAuthGate {
+export class PreAuthGate {
   private readonly perAddress = new Map<string, number>();
   private total = 0;
+  /** the sockets holding a slot */
+  private readonly holders = new Set<GateSocket>();
 
   constructor(private readonly limits: Pick<Limits, 'maxPreAuthPerAddress' | 'maxPreAuth'>) {}
+
+  private full(address: string): boolean {
+    return (this.perAddress.get(address) ?? 0) >= this.limits.maxPreAuthPerAddress || this.total >= this.limits.maxPreAuth;
+  }
 
   /** Takes a slot for a new connection; false (and the caller closes it) at a limit. */
   admit(socket: GateSocket): boolean {
     const address = socket.remoteAddress ?? '';
-    const n = this.perAddress.get(address) ?? 0;
-    if (n >= this.limits.maxPreAuthPerAddress || this.total >= this.limits.maxPreAuth) return false;
-    this.perAddress.set(address, n + 1);
+    if (this.full(address)) {
+      // a connection already destroyed gives its slot back at its 'close' event, which comes a
+      // turn later: one that arrives in between is not refused for it
+      for (const held of this.holders) if (held.destroyed) this.release(held);
+      if (this.full(address)) return false;
+    }
+    this.perAddress.set(address, (this.perAddress.get(address) ?? 0) + 1);
     this.total++;
+    this.holders.add(socket);
     socket[GATE] = this;
     socket[GATED_ADDRESS] = address;
     // (on, not once: 'close' comes once, and once() costs a wrapper per connection)
@@ -95,6 +106,7 @@ class PreAuthGate {
     if (address === undefined || socket[GATE] !== this) return;
     socket[GATED_ADDRESS] = undefined;
     socket[GATE] = undefined;
+    this.holders.delete(socket);
     // (the close listener stays: it finds nothing to give back now)
     const n = (this.perAddress.get(address) ?? 1) - 1;
     if (n > 0) this.perAddress.set(address, n);

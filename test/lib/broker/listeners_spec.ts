@@ -8,8 +8,33 @@ import net from 'node:net';
 import WebSocket from 'ws';
 import { HOST, fixedHeader, publish, rawConnack, subscribe, waitFor, within } from '../../helpers/mqtt';
 import { pass, closedWithin, useBroker, useLimitsBroker } from './fixture';
+import { PreAuthGate } from '../../../nodes/lib/broker/listeners';
 
 describe('listeners (lib/broker/listeners): TCP, WebSocket, the pre-authentication gate and its limits', function () {
+  describe('the pre-authentication gate', function () {
+    it("gives a destroyed connection's slot to a new one at once, before that connection's 'close' event", async function () {
+      const accepted: net.Socket[] = [];
+      const server = net.createServer((s) => void accepted.push(s));
+      await new Promise<void>((r) => server.listen(0, HOST, () => r()));
+      const port = (server.address() as net.AddressInfo).port;
+      const clients = Array.from({ length: 3 }, () => net.connect(port, HOST));
+      try {
+        await waitFor(() => accepted.length === 3, 3000, 'three connections');
+        const gate = new PreAuthGate({ maxPreAuth: 2, maxPreAuthPerAddress: 2 });
+        assert.equal(gate.admit(accepted[0]), true);
+        assert.equal(gate.admit(accepted[1]), true);
+        assert.equal(gate.admit(accepted[2]), false, 'at the limit');
+        // (destroyed now; its 'close' event comes on a later turn)
+        accepted[0].destroy();
+        assert.equal(gate.admit(accepted[2]), true, 'the destroyed connection no longer holds a slot');
+      } finally {
+        for (const c of clients) c.destroy();
+        for (const s of accepted) s.destroy();
+        await new Promise((r) => server.close(r));
+      }
+    });
+  });
+
   this.timeout(20_000);
   describe('with a realm whose superuser is root', function () {
     const f = useBroker();
