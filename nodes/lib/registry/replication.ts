@@ -177,13 +177,13 @@ export class Replication {
    * and the writer is told it was refused.
    */
   wrote(ops: StoreOp[], seq: number): boolean {
+    this.ownWrites++;
     const subjects = ops.map(subjectOf).filter((s): s is string => s !== null);
     if (subjects.some((s) => (this.applied.get(s) ?? 0) > seq)) {
       this.received(ops, seq);
       return false;
     }
     for (const s of subjects) this.remember(s, seq);
-    this.ownWrites++;
     return true;
   }
 
