@@ -70,7 +70,13 @@ export class NodeRedProcess {
       clientRegistry: { bcryptCost: 4, ...(opts.clientRegistry ?? {}) },
       ...(opts.settings ?? {})
     };
-    fs.writeFileSync(path.join(this.userDir, 'settings.js'), 'module.exports = ' + JSON.stringify(settings, null, 2) + ';\n');
+    // the start is known from two info lines ("Server now running at", "Started flows"): a console
+    // set quieter than info (BENCH_NR_LOG=warn) gets them from a logger of their own
+    const consoleLevel = (settings.logging as { console?: { level?: string } } | undefined)?.console?.level ?? 'info';
+    const startLines = ['off', 'fatal', 'error', 'warn'].includes(consoleLevel)
+      ? 'module.exports.logging = Object.assign({}, module.exports.logging, { started: { level: "info", metrics: false, audit: false, handler: function () { return function (m) { var t = String(m.msg); if (/^(Server now running at|Started flows)/.test(t)) process.stdout.write(t + "\\n"); }; } } });\n'
+      : '';
+    fs.writeFileSync(path.join(this.userDir, 'settings.js'), 'module.exports = ' + JSON.stringify(settings, null, 2) + ';\n' + startLines);
     if (opts.flows) fs.writeFileSync(path.join(this.userDir, 'flows.json'), JSON.stringify(opts.flows));
     if (opts.credentials) fs.writeFileSync(path.join(this.userDir, 'flows_cred.json'), JSON.stringify(opts.credentials));
 
