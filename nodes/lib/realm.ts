@@ -15,7 +15,7 @@ import { createHmac, randomBytes } from 'node:crypto';
 import { CompiledPermissions, validatePermission } from './permissions';
 import { CONNACK, type BrokerAddresses, type CertificateInfo, type ConnectedClient, type Permission, type RefusalCode, type UserSource } from './contract';
 import { BusyError, MAX_PASSWORD_BYTES, PasswordHasher, VerificationCache, validatePublishPrefix, validateUsername } from './passwords';
-import { LoginThrottle, RateLimiter, type LoginThrottleOptions, DEFAULT_LOGIN_THROTTLE } from './throttle';
+import { KnownAddresses, LoginThrottle, RateLimiter, type LoginThrottleOptions, DEFAULT_LOGIN_THROTTLE } from './throttle';
 import { ClientIdBindings } from './client-ids';
 import { isMosquittoHash } from './mosquitto/passwd';
 import { DEFAULT_LIMITS } from './settings';
@@ -128,6 +128,8 @@ export class Realm extends EventEmitter {
   readonly hasher: PasswordHasher;
   readonly cache = new VerificationCache();
   readonly throttle: LoginThrottle;
+  /** where each user logged in from: a verified password is honored there while backed off */
+  private readonly knownAddresses = new KnownAddresses();
   /** client id -> the user it is bound to (the broker checks and binds at CONNECT) */
   readonly clientIds = new ClientIdBindings(DEFAULT_LIMITS.maxClientIdsPerUser);
   /** attempts with unknown usernames per address while they are lenient (each costs bcrypt) */
@@ -355,8 +357,18 @@ export class Realm extends EventEmitter {
     if (this.loading.size > 0) return null;
     const user = this.getUser(username);
     const hash = user?.passwordHash;
-    if (!user || !hash || !this.cache.has(username, hash, password)) return null;
+    if (!user || !hash || !this.verifiedBefore(username, hash, password, address)) return null;
     return this.accept(user, address);
+  }
+
+  /**
+   * This password was verified before against this hash, and may be taken from the cache now:
+   * always, unless the username or the address is backed off; then only from an address the
+   * user logged in from (a guess from elsewhere gets the back-off's answer, right or wrong).
+   */
+  private verifiedBefore(username: string, hash: string, password: string, address: string): boolean {
+    if (!this.cache.has(username, hash, password)) return false;
+    return this.throttle.remaining(username, address) === 0 || this.knownAddresses.has(username, address);
   }
 
   async authenticate(username: string, password: string, address: string, _clientId = ''): Promise<AuthResult> {
@@ -366,7 +378,7 @@ export class Realm extends EventEmitter {
     if (validateUsername(username)) return { ok: false, code: CONNACK.badUsernameOrPassword, reason: 'unknown user', unknownUser: true };
     const user = this.getUser(username);
     const hash = user?.passwordHash ?? null;
-    if (user && hash && this.cache.has(username, hash, password)) return this.accept(user, address);
+    if (user && hash && this.verifiedBefore(username, hash, password, address)) return this.accept(user, address);
     const same = user && hash ? this.cache.sameCheck(username, hash, password) : null;
     if (same) return this.joined(username, hash as string, same, address);
 
@@ -459,6 +471,7 @@ export class Realm extends EventEmitter {
   private accept(user: User, address: string): AuthResult {
     this.throttle.success(user.username, address);
     if (user.disabled) return { ok: false, code: CONNACK.notAuthorized, reason: 'user disabled', user };
+    this.knownAddresses.add(user.username, address);
     return { ok: true, user };
   }
 

@@ -171,3 +171,32 @@ export class RateLimiter {
     return ok;
   }
 }
+
+/**
+ * The addresses each user logged in from successfully (a bounded LRU of username and address
+ * pairs). While a username or an address is backed off, a password verified before is honored
+ * only from one of these: a device goes on reconnecting from where it always does while someone
+ * guesses its password elsewhere, and a guess from anywhere else gets the back-off's answer,
+ * right password or not (no oracle that answers at wire speed).
+ */
+export class KnownAddresses {
+  private readonly pairs = new Map<string, true>();
+
+  constructor(private readonly max = 100_000) {}
+
+  private static key(username: string, address: string): string {
+    return username + '\0' + address;
+  }
+
+  has(username: string, address: string): boolean {
+    return this.pairs.has(KnownAddresses.key(username, address));
+  }
+
+  /** A successful login of `username` from `address` (the most recent is kept longest). */
+  add(username: string, address: string): void {
+    const key = KnownAddresses.key(username, address);
+    this.pairs.delete(key);
+    this.pairs.set(key, true);
+    if (this.pairs.size > this.max) this.pairs.delete(this.pairs.keys().next().value as string);
+  }
+}

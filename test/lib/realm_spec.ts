@@ -177,17 +177,33 @@ describe('realm', function () {
       assert.equal(verifications, before, 'no bcrypt work for a backed-off attempt');
     });
 
-    it('a password already verified (cached) still logs in while the username is backed off', async function () {
+    it('a password already verified (cached) still logs in while the username is backed off, from an address it logged in from', async function () {
       await throttled.setFlowUser('n1', def('alice', 'alice-pw-1'));
-      assert.equal((await throttled.authenticate('alice', 'alice-pw-1', ADDRESS)).ok, true);
+      assert.equal((await throttled.authenticate('alice', 'alice-pw-1', '10.0.0.2')).ok, true);
       await failUntilThrottled('alice');
       const before = verifications;
       const r = await throttled.authenticate('alice', 'alice-pw-1', '10.0.0.2');
       assert.equal(r.ok, true);
+      assert.equal(throttled.cachedLogin('alice', 'alice-pw-1', '10.0.0.2')?.ok, true, 'decided at once too');
       assert.equal(verifications, before, 'served from the cache');
       // and the success clears the back-off
       assert.equal((await throttled.authenticate('alice', 'wrong-password', ADDRESS)).ok, false);
       assert.equal(((await throttled.authenticate('alice', 'wrong-password', ADDRESS)) as { throttled?: boolean }).throttled, undefined);
+    });
+
+    it('while the username is backed off, the right (cached) password from anywhere else gets the same answer as a wrong one: guessing has no oracle', async function () {
+      await throttled.setFlowUser('n1', def('alice', 'alice-pw-1'));
+      assert.equal((await throttled.authenticate('alice', 'alice-pw-1', '10.0.0.2')).ok, true, 'in the cache, from 10.0.0.2');
+      await failUntilThrottled('alice');
+      const before = verifications;
+      for (const address of [ADDRESS, '10.0.0.9']) {
+        assert.equal(throttled.cachedLogin('alice', 'alice-pw-1', address), null, `not decided at once from ${address}`);
+        const right = await throttled.authenticate('alice', 'alice-pw-1', address);
+        const wrong = await throttled.authenticate('alice', 'wrong-password', address);
+        assert.deepEqual([right.ok, (right as { code: number }).code, (right as { throttled?: boolean }).throttled], [false, 5, true], `right password from ${address}`);
+        assert.deepEqual([wrong.ok, (wrong as { code: number }).code, (wrong as { throttled?: boolean }).throttled], [false, 5, true], `wrong password from ${address}`);
+      }
+      assert.equal(verifications, before, 'no bcrypt work either way');
     });
 
     it('backs off unknown usernames too', async function () {
