@@ -344,11 +344,6 @@ export class Realm extends EventEmitter {
   // ---- authentication ------------------------------------------------------------------
 
   /**
-   * Checks a username and password. Unknown usernames cost a bcrypt verification like known
-   * ones; a correct password skips bcrypt when it was verified before (cache bound to the hash).
-   * Failed attempts back off per username and per address before bcrypt runs again.
-   */
-  /**
    * A login decided now, without waiting, or null (then `authenticate`): a known user whose
    * password was verified before against the very hash it has now. Reconnecting devices take
    * this path, so a CONNECT is answered in the turn that read it. Same answer as authenticate.
@@ -371,6 +366,11 @@ export class Realm extends EventEmitter {
     return this.throttle.remaining(username, address) === 0 || this.knownAddresses.has(username, address);
   }
 
+  /**
+   * Checks a username and password. Unknown usernames cost a bcrypt verification like known
+   * ones; a correct password skips bcrypt when it was verified before (cache bound to the hash).
+   * Failed attempts back off per username and per address before bcrypt runs again.
+   */
   async authenticate(username: string, password: string, address: string, _clientId = ''): Promise<AuthResult> {
     await this.ready();
     // no user can have a name of another shape: refused before it is kept anywhere (the back-off
