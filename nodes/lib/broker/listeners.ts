@@ -74,6 +74,9 @@ export class PreAuthGate {
   private total = 0;
   /** the sockets holding a slot */
   private readonly holders = new Set<GateSocket>();
+  /** swept for destroyed holders in this turn of the event loop (a flood at the limit scans once a turn) */
+  private swept = false;
+  private readonly newTurn = (): void => void (this.swept = false);
 
   constructor(private readonly limits: Pick<Limits, 'maxPreAuthPerAddress' | 'maxPreAuth'>) {}
 
@@ -87,6 +90,9 @@ export class PreAuthGate {
     if (this.full(address)) {
       // a connection already destroyed gives its slot back at its 'close' event, which comes a
       // turn later: one that arrives in between is not refused for it
+      if (this.swept) return false;
+      this.swept = true;
+      setImmediate(this.newTurn);
       for (const held of this.holders) if (held.destroyed) this.release(held);
       if (this.full(address)) return false;
     }

@@ -17,16 +17,19 @@ describe('listeners (lib/broker/listeners): TCP, WebSocket, the pre-authenticati
       const server = net.createServer((s) => void accepted.push(s));
       await new Promise<void>((r) => server.listen(0, HOST, () => r()));
       const port = (server.address() as net.AddressInfo).port;
-      const clients = Array.from({ length: 3 }, () => net.connect(port, HOST));
+      const clients = Array.from({ length: 4 }, () => net.connect(port, HOST));
       try {
-        await waitFor(() => accepted.length === 3, 3000, 'three connections');
+        await waitFor(() => accepted.length === 4, 3000, 'four connections');
         const gate = new PreAuthGate({ maxPreAuth: 2, maxPreAuthPerAddress: 2 });
         assert.equal(gate.admit(accepted[0]), true);
         assert.equal(gate.admit(accepted[1]), true);
-        assert.equal(gate.admit(accepted[2]), false, 'at the limit');
-        // (destroyed now; its 'close' event comes on a later turn)
-        accepted[0].destroy();
+        let closeSeen = false;
+        accepted[0].on('close', () => (closeSeen = true));
+        accepted[0].destroy(); // its 'close' event comes on a later turn
         assert.equal(gate.admit(accepted[2]), true, 'the destroyed connection no longer holds a slot');
+        assert.equal(closeSeen, false, "before the destroyed connection's 'close' event");
+        await new Promise((r) => setImmediate(r));
+        assert.equal(gate.admit(accepted[3]), false, 'at the limit with no destroyed holder');
       } finally {
         for (const c of clients) c.destroy();
         for (const s of accepted) s.destroy();
