@@ -17,7 +17,7 @@ import type { Aedes } from 'aedes' with { 'resolution-mode': 'import' };
 import type { ConnectedClient } from '../realm';
 import { DEFAULT_LIMITS, type Limits } from '../settings';
 import { accessEvent, type AccessEventTopic } from './access-events';
-import { brokerEmitter, interceptStoredSubscriptions, onBrokerError, skipClientAnnouncements } from './aedes-internals';
+import { brokerEmitter, CleanSessionConnects, interceptStoredSubscriptions, onBrokerError, skipClientAnnouncements } from './aedes-internals';
 import { Backpressure } from './backpressure';
 import { Listeners, type Addresses, type ListenerOptions } from './listeners';
 import type { BrokerRealm } from './realm-port';
@@ -94,7 +94,8 @@ export class RegistryBroker extends EventEmitter {
       report: this.report,
       clusterId: opts.cluster ? opts.id : null,
       registration: new RegistrationSessions(aedes, realm, this.sessions),
-      announcements: { wanted: !!opts.cluster }
+      announcements: { wanted: !!opts.cluster },
+      cleanConnects: null
     };
     realm.on('kick', this.onKick);
     realm.on('decision', this.onDecision);
@@ -161,7 +162,9 @@ export class RegistryBroker extends EventEmitter {
   private wire(): void {
     const a = this.aedes;
     const ctx = this.ctx;
-    a.preConnect = preConnect;
+    // (several instances keep stored messages in Redis: every CONNECT goes through aedes' steps)
+    if (!this.cluster) ctx.cleanConnects = new CleanSessionConnects(a);
+    a.preConnect = (client, packet, cb) => preConnect(ctx, client, packet, cb);
     a.authenticate = (client, username, password, cb) => {
       // decided now when it can be (a reconnecting known user), else when the realm answers
       let decided: Promise<void> | void;

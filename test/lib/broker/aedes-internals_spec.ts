@@ -17,6 +17,7 @@ import mqemitter from 'mqemitter';
 import type { Aedes, Client, PublishPacket, Subscription } from 'aedes' with { 'resolution-mode': 'import' };
 import {
   brokerEmitter,
+  CleanSessionConnects,
   clientOfConnection,
   emitterInternals,
   interceptClientPublishes,
@@ -349,5 +350,211 @@ describe('private APIs the broker relies on (lib/broker/aedes-internals)', funct
     assert.notEqual(MQEmitterRedis.prototype.emit, MQEmitter.prototype.emit, 'emit is the network publish');
     assert.equal(localEmitName(Object.create(MQEmitterRedis.prototype)), '_emit');
     assert.equal(localEmitName(mqemitter()), 'emit');
+  });
+});
+
+/**
+ * CleanSessionConnects runs a clean session's CONNECT itself. It must behave exactly as aedes'
+ * own steps do: each scenario below runs against two bare aedes, one with it and one without,
+ * and what the clients receive and what the broker emits must be the same.
+ */
+describe("aedes' CONNECT of a clean session, without the stored-message step (aedes-internals CleanSessionConnects)", function () {
+  this.timeout(20_000);
+
+  type Auth = (username: string | undefined, cb: (err: (Error & { returnCode?: number }) | null, ok?: boolean) => void) => void;
+  interface Side {
+    port: number;
+    broker: Aedes;
+    /** broker events in order, with the client id */
+    events: string[];
+    /** persistence.outgoingStream calls (aedes' stored-message step), by client id */
+    streamed: string[];
+    close(): Promise<void>;
+  }
+
+  async function side(fast: boolean, auth: Auth): Promise<Side> {
+    const events: string[] = [];
+    const streamed: string[] = [];
+    const b = await bareAedes();
+    const broker = b.broker;
+    const persistence = (broker as unknown as { persistence: { outgoingStream(c: { id: string }): unknown } }).persistence;
+    const outgoingStream = persistence.outgoingStream.bind(persistence);
+    persistence.outgoingStream = (c) => {
+      streamed.push(c.id);
+      return outgoingStream(c);
+    };
+    if (fast) {
+      const connects = new CleanSessionConnects(broker);
+      broker.preConnect = (client, packet, cb) => {
+        if (!connects.take(client, packet)) cb(null, true);
+      };
+    }
+    broker.authenticate = (_client, username, _password, cb) => auth(username, cb as never);
+    const on = (name: string): void => void (broker as unknown as NodeJS.EventEmitter).on(name, (...args: unknown[]) => {
+      const client = args.find((a) => a && typeof a === 'object' && 'conn' in (a as object)) as { id?: string } | undefined;
+      // (an id aedes made up for an empty one is random: kept as its form)
+      events.push(`${name} ${(client?.id ?? '').replace(/^aedes_[0-9a-f-]{36}$/, 'aedes_<uuid>')}`);
+    });
+    for (const name of ['client', 'clientReady', 'connackSent', 'clientDisconnect', 'clientError', 'keepaliveTimeout']) on(name);
+    return { port: b.port, broker, events, streamed, close: b.close };
+  }
+
+  /** A raw MQTT client that writes whole byte sequences at once and records what it receives. */
+  async function raw(port: number, packets: Record<string, unknown>[]): Promise<{ received: string[]; closed: Promise<void>; socket: net.Socket; send(p: Record<string, unknown>[]): void }> {
+    const socket = net.connect(port, '127.0.0.1');
+    socket.on('error', () => undefined);
+    const received: string[] = [];
+    const parser = mqttPacket.parser({ protocolVersion: 4 });
+    parser.on('packet', (p) => {
+      const q = p as unknown as Record<string, unknown>;
+      received.push([p.cmd, q.returnCode, q.sessionPresent, q.topic, q.payload ? String(q.payload) : undefined, q.granted].filter((x) => x !== undefined).map(String).join(' '));
+    });
+    socket.on('data', (d) => parser.parse(d));
+    const closed = new Promise<void>((r) => socket.once('close', () => r()));
+    await new Promise((r) => socket.once('connect', r));
+    const send = (ps: Record<string, unknown>[]): void => void socket.write(Buffer.concat(ps.map((p) => mqttPacket.generate(p as never))));
+    send(packets);
+    return { received, closed, socket, send };
+  }
+
+  const connect = (clientId: string, extra: Record<string, unknown> = {}): Record<string, unknown> => ({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clientId, clean: true, keepalive: 30, username: 'u', password: Buffer.from('p'), ...extra });
+  const quietly = (ms = 150): Promise<void> => sleep(ms);
+
+  /** Runs `scenario` on both sides and checks they saw the same; returns both for more checks. */
+  async function same(auth: Auth, scenario: (s: Side) => Promise<string[]>): Promise<{ plain: Side; fast: Side }> {
+    const plain = await side(false, auth);
+    const fast = await side(true, auth);
+    try {
+      const seenPlain = await scenario(plain);
+      const seenFast = await scenario(fast);
+      assert.deepEqual(seenFast, seenPlain, 'what the clients received');
+      assert.deepEqual(fast.events, plain.events, 'what the broker emitted');
+      return { plain, fast };
+    } finally {
+      await plain.close();
+      await fast.close();
+    }
+  }
+
+  const accept: Auth = (_u, cb) => cb(null, true);
+  const acceptLater: Auth = (_u, cb) => void setImmediate(() => cb(null, true));
+
+  it('a clean session with packets sent together with its CONNECT, accepted at once and later: the same CONNACK, SUBACK, PUBACK and delivery, and no stored-message step', async function () {
+    for (const auth of [accept, acceptLater]) {
+      const { plain, fast } = await same(auth, async (s) => {
+        const c = await raw(s.port, [
+          connect('c1'),
+          { cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 't/#', qos: 1 }] },
+          { cmd: 'publish', topic: 't/1', payload: Buffer.from('hello'), qos: 1, messageId: 2, retain: false }
+        ]);
+        await until(() => c.received.length >= 4, 'CONNACK, SUBACK, PUBACK, PUBLISH');
+        c.send([{ cmd: 'puback', messageId: 1 }, { cmd: 'disconnect' }]);
+        await c.closed;
+        await quietly();
+        return [...c.received].sort();
+      });
+      assert.deepEqual(plain.streamed, ['c1'], 'aedes runs its stored-message step');
+      assert.deepEqual(fast.streamed, [], 'not needed: nothing was ever stored for c1');
+    }
+  });
+
+  it('MQTT 3.1 and an empty client id (aedes makes one up) behave the same', async function () {
+    await same(accept, async (s) => {
+      const c31 = await raw(s.port, [connect('c31', { protocolId: 'MQIsdp', protocolVersion: 3 })]);
+      const empty = await raw(s.port, [connect('')]);
+      await until(() => c31.received.length === 1 && empty.received.length === 1, 'two CONNACKs');
+      c31.socket.end();
+      empty.socket.end();
+      await Promise.all([c31.closed, empty.closed]);
+      await quietly();
+      return [...c31.received, ...empty.received];
+    }).then(({ fast }) => assert.ok(fast.events.includes('clientReady aedes_<uuid>'), 'a made-up client id'));
+  });
+
+  it('refusals: an error with a CONNACK code, an error without one, and "not successful" give the same CONNACK and close', async function () {
+    const refuse: Auth = (username, cb) => {
+      if (username === 'four') return cb(Object.assign(new Error('bad'), { returnCode: 4 }));
+      if (username === 'plain') return cb(new Error(''));
+      if (username === 'two') return cb(Object.assign(new Error('id'), { returnCode: 2 }));
+      if (username === 'seven') return cb(Object.assign(new Error('odd'), { returnCode: 7 }));
+      cb(null, false);
+    };
+    await same(refuse, async (s) => {
+      const out: string[] = [];
+      for (const username of ['four', 'plain', 'two', 'seven', 'no']) {
+        const c = await raw(s.port, [connect(`r-${username}`, { username })]);
+        await c.closed;
+        out.push(...c.received);
+      }
+      await quietly();
+      return out;
+    });
+  });
+
+  it("a client id's second session ends the first, a will is published when a session ends without DISCONNECT, and keep-alive ends a silent one", async function () {
+    await same(accept, async (s) => {
+      const watcher = await raw(s.port, [connect('watcher'), { cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'will/#', qos: 0 }] }]);
+      await until(() => watcher.received.length === 2, 'watcher subscribed');
+      const first = await raw(s.port, [connect('twin', { will: { topic: 'will/twin', payload: Buffer.from('first'), qos: 0, retain: false } })]);
+      await until(() => first.received.length === 1, 'first CONNACK');
+      const second = await raw(s.port, [connect('twin')]);
+      await first.closed;
+      await until(() => second.received.length === 1, 'second CONNACK');
+      const silent = await raw(s.port, [connect('silent', { keepalive: 1, will: { topic: 'will/silent', payload: Buffer.from('gone'), qos: 0, retain: false } })]);
+      const since = Date.now();
+      await silent.closed;
+      const after = Date.now() - since;
+      assert.ok(after >= 1400 && after < 2900, `[MQTT-3.1.2-24] ended after 1.5 × its keep-alive of 1 s: ${after} ms`);
+      await until(() => watcher.received.length === 3, 'the will of the silent client');
+      second.socket.destroy();
+      watcher.socket.destroy();
+      await Promise.all([second.closed, watcher.closed]);
+      await quietly();
+      return [...watcher.received, ...first.received, ...second.received, ...silent.received];
+    });
+  });
+
+  it("a will left in the persistence for a client id is deleted by its next session's CONNECT", async function () {
+    await same(accept, async (s) => {
+      const persistence = (s.broker as unknown as { persistence: { putWill(c: object, p: object): Promise<void>; getWill(c: object): Promise<{ topic: string } | undefined> } }).persistence;
+      await persistence.putWill({ id: 'ghost' }, { cmd: 'publish', topic: 'will/ghost', payload: Buffer.from('x'), qos: 0, retain: false });
+      const before = (await persistence.getWill({ id: 'ghost' }))?.topic;
+      const c = await raw(s.port, [connect('ghost')]);
+      await until(() => c.received.length === 1, 'CONNACK');
+      const after = (await persistence.getWill({ id: 'ghost' }))?.topic;
+      const withWill = await raw(s.port, [connect('haunt', { will: { topic: 'will/haunt', payload: Buffer.from('y'), qos: 0, retain: false } })]);
+      await until(() => withWill.received.length === 1, 'CONNACK');
+      const stored = (await persistence.getWill({ id: 'haunt' }))?.topic;
+      c.send([{ cmd: 'disconnect' }]);
+      withWill.send([{ cmd: 'disconnect' }]);
+      await Promise.all([c.closed, withWill.closed]);
+      await quietly();
+      return [...c.received, `before ${before}`, `after ${after}`, `stored ${stored}`];
+    });
+  });
+
+  it('messages stored for a client id send its next clean session through aedes\' steps, which discard them', async function () {
+    const { fast } = await same(accept, async (s) => {
+      const persistent = await raw(s.port, [connect('keeper', { clean: false }), { cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'q', qos: 1 }] }]);
+      await until(() => persistent.received.length === 2, 'persistent subscribed');
+      persistent.socket.destroy();
+      await persistent.closed;
+      const publisher = await raw(s.port, [connect('pub'), { cmd: 'publish', topic: 'q', payload: Buffer.from('stored'), qos: 1, messageId: 5, retain: false }]);
+      await until(() => publisher.received.length === 2, 'PUBACK');
+      publisher.socket.destroy();
+      const clean = await raw(s.port, [connect('keeper')]);
+      await until(() => clean.received.length === 1, 'CONNACK');
+      await quietly();
+      clean.socket.destroy();
+      await clean.closed;
+      const again = await raw(s.port, [connect('keeper', { clean: false })]);
+      await until(() => again.received.length === 1, 'CONNACK');
+      await quietly();
+      again.socket.destroy();
+      await again.closed;
+      await quietly();
+      return [...persistent.received, ...clean.received, ...again.received];
+    });
+    assert.deepEqual(fast.streamed, ['keeper', 'keeper', 'keeper'], "each of keeper's sessions went through aedes' steps; the publisher's did not");
   });
 });

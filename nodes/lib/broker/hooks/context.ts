@@ -1,6 +1,7 @@
 /** What the hooks share: the broker's state they read and the services they call. */
 import type { Limits } from '../../settings';
 import type { ReportAccess } from '../access-events';
+import type { CleanSessionConnects } from '../aedes-internals';
 import type { Backpressure } from '../backpressure';
 import type { Listeners } from '../listeners';
 import type { BrokerRealm } from '../realm-port';
@@ -30,4 +31,6 @@ export interface HookContext {
   readonly announcements: { wanted: boolean };
   /** registration sessions' requests and answers */
   readonly registration: RegistrationSessions;
+  /** clean sessions' CONNECTs run without aedes' stored-message step (in-memory persistence only), else null */
+  cleanConnects: CleanSessionConnects | null;
 }
