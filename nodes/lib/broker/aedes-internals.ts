@@ -210,6 +210,8 @@ interface MemoryPersistence {
   cleanIncoming?(client: unknown): Promise<unknown>;
   outgoingEnqueue(sub: { clientId: string }, packet: unknown): Promise<unknown>;
   outgoingEnqueueCombi(subs: Array<{ clientId: string }>, packet: unknown): Promise<unknown>;
+  outgoingStream(client: unknown): AsyncIterable<unknown>;
+  outgoingClearMessageId(client: unknown, packet: unknown): Promise<unknown>;
 }
 
 type ConnectError = Error & { returnCode?: number; errorCode?: number };
@@ -220,33 +222,35 @@ const CONNECT_ERRORS = ['', 'unacceptable protocol version', 'identifier rejecte
 /**
  * Runs the CONNECT of a clean session the way aedes' `lib/handlers/connect.js` does, step for
  * step and in the same order (authenticate, keep-alive, clean subscriptions, will, register,
- * clean incoming QoS 2 state, CONNACK), without its last step when there is nothing for it to
- * do. That step sends or discards the messages stored for the client id while it was away: it
- * builds a stream of them and runs it through `stream.pipeline`, whose AbortController and
- * stream set-up cost 17 µs (Node 20) to 38 µs (Node 22) per connection, 7–15 % of a whole
- * reconnect, even when there is nothing stored. With the in-memory persistence, messages are
- * only ever stored for a client id through `outgoingEnqueue`/`outgoingEnqueueCombi`, which this
- * watches: a clean session whose client id was never given one has nothing stored.
+ * clean incoming QoS 2 state, CONNACK, stored messages), except that its last step runs only
+ * when there is something for it to do. That step discards (clean session) the messages stored
+ * for the client id: aedes builds a stream of them and runs it through `stream.pipeline`, whose
+ * AbortController and stream set-up cost 17 µs (Node 20) to 38 µs (Node 22) per connection,
+ * 7–15 % of a whole reconnect, even when nothing is stored. With the in-memory persistence,
+ * messages are only ever stored for a client id through `outgoingEnqueue`/`outgoingEnqueueCombi`,
+ * which this watches. Whether the id has any is decided where aedes runs the step: after the
+ * old session's subscriptions are gone and the client is registered, nothing more can be stored
+ * for a clean session's id. The stored messages are then discarded as aedes does it, when the
+ * id was given any since its last discard.
  *
- * Everything else goes through aedes' own steps: persistent sessions, client ids that had
- * messages stored (until a clean session of theirs has gone through aedes' steps), CONNECTs that
- * aedes refuses before authentication (protocol version, client id length, keep-alive limit),
- * and brokers with another persistence (Redis, several instances).
+ * Everything else goes through aedes' own steps: persistent sessions, CONNECTs that aedes
+ * refuses before authentication (protocol version, client id length, keep-alive limit), and
+ * brokers with another persistence (Redis, several instances).
  *
  * Private: aedes' client fields (`id`, `clean`, `version`, `will`, `_will`, `connecting`,
  * `connected`, `connackSent`, `closed`, `errored`, `_authorized`, `_keepaliveInterval`,
  * `_keepaliveTimer`), its `pause()`, `resume()`, `waitForDrain()` and `_nextBatch()` (the
- * callback aedes' handler gets for every packet), the broker's `persistence`, `registerClient()`,
- * `maxClientsIdLength` and `keepaliveLimit`, and that aedes' preConnect hook is called with the
- * CONNECT before any of these steps.
+ * callback aedes' handler gets for every packet), the broker's `persistence`,
+ * `registerClient()`, `maxClientsIdLength` and `keepaliveLimit`, and that aedes' preConnect hook
+ * is called with the CONNECT before any of these steps.
  */
 export class CleanSessionConnects {
-  /** client ids the persistence was given a message to store for (they go through aedes' steps) */
+  /** client ids the persistence was given a message to store for since their last discard */
   private readonly stored = new Set<string>();
 
   constructor(aedes: Aedes) {
     const persistence = (aedes as unknown as { persistence?: MemoryPersistence }).persistence;
-    for (const name of ['cleanSubscriptions', 'delWill', 'putWill', 'outgoingEnqueue', 'outgoingEnqueueCombi'] as const) {
+    for (const name of ['cleanSubscriptions', 'delWill', 'putWill', 'outgoingEnqueue', 'outgoingEnqueueCombi', 'outgoingStream', 'outgoingClearMessageId'] as const) {
       if (typeof persistence?.[name] !== 'function') throw new Error(`aedes internals changed: aedes.persistence.${name}`);
     }
     const p = persistence as MemoryPersistence;
@@ -261,10 +265,6 @@ export class CleanSessionConnects {
       for (const sub of subs) stored.add(sub.clientId);
       return enqueueCombi(subs, packet);
     };
-    // a clean session that went through aedes' steps has discarded what was stored for its id
-    aedes.on('clientReady', (client) => {
-      if (client.clean) stored.delete(client.id);
-    });
   }
 
   /**
@@ -278,7 +278,6 @@ export class CleanSessionConnects {
     if (packet.clean !== true || (version !== 3 && version !== 4)) return false;
     if (version === 3 && packet.clientId.length > broker.maxClientsIdLength) return false;
     if (broker.keepaliveLimit && (!packet.keepalive || packet.keepalive > broker.keepaliveLimit)) return false;
-    if (packet.clientId && this.stored.has(packet.clientId)) return false;
     c.id = packet.clientId || 'aedes_' + randomUUID();
     c.clean = true;
     c.version = version;
@@ -289,7 +288,7 @@ export class CleanSessionConnects {
       if (c.closed || broker.closed) return;
       if (!err && ok) {
         c._authorized = true;
-        return admitted(c, packet.keepalive ?? 0);
+        return admitted(c, packet.keepalive ?? 0, this.stored);
       }
       let returnCode = 5;
       let error: ConnectError;
@@ -310,7 +309,7 @@ export class CleanSessionConnects {
 }
 
 /** The steps of an accepted clean session after authentication, as aedes runs them. */
-function admitted(c: ConnectingClient, keepalive: number): void {
+function admitted(c: ConnectingClient, keepalive: number, stored: Set<string>): void {
   const broker = c.broker;
   const persistence = broker.persistence;
   const failed = (err: Error): void => connectEnded(c, err);
@@ -330,7 +329,7 @@ function admitted(c: ConnectingClient, keepalive: number): void {
       // [MQTT-3.1.2-6]: the QoS 2 state of an earlier session ends with it
       Promise.resolve()
         .then(() => typeof persistence.cleanIncoming === 'function' && persistence.cleanIncoming(c))
-        .then(() => connack(c, 0, (err) => (err ? connectEnded(c, err) : (c.resume(), connectEnded(c, null)))), failed);
+        .then(() => connack(c, 0, (err) => (err ? connectEnded(c, err) : storedMessages(c, stored))), failed);
     };
     const willDeleted = (): void => {
       if (c.will) persistence.putWill(c, c.will).then(willStored, failed);
@@ -338,6 +337,29 @@ function admitted(c: ConnectingClient, keepalive: number): void {
     };
     persistence.delWill(c).then(willDeleted, willDeleted);
   }, failed);
+}
+
+/**
+ * aedes' last step, for a clean session: reading resumes, then each message stored for the
+ * client id is taken off the persistence's queue (aedes' emptyQueue clears them one by one the
+ * same way for a clean session; `client.emptyOutgoingQueue()` would stall after 16, its
+ * Transform's buffer, as nothing reads it).
+ */
+function storedMessages(c: ConnectingClient, stored: Set<string>): void {
+  c.resume();
+  if (!stored.has(c.id)) return connectEnded(c, null);
+  const id = c.id;
+  const persistence = c.broker.persistence;
+  const discard = async (): Promise<void> => {
+    for await (const packet of persistence.outgoingStream(c)) await persistence.outgoingClearMessageId(c, packet);
+  };
+  discard().then(
+    () => {
+      stored.delete(id);
+      connectEnded(c, null);
+    },
+    (err: Error) => connectEnded(c, err)
+  );
 }
 
 /** Writes the CONNACK as aedes' doConnack does. */

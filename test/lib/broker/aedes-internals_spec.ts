@@ -533,7 +533,7 @@ describe("aedes' CONNECT of a clean session, without the stored-message step (ae
     });
   });
 
-  it('messages stored for a client id send its next clean session through aedes\' steps, which discard them', async function () {
+  it("messages stored for a client id are discarded by its next clean session, as aedes discards them", async function () {
     const { fast } = await same(accept, async (s) => {
       const persistent = await raw(s.port, [connect('keeper', { clean: false }), { cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'q', qos: 1 }] }]);
       await until(() => persistent.received.length === 2, 'persistent subscribed');
@@ -555,6 +555,40 @@ describe("aedes' CONNECT of a clean session, without the stored-message step (ae
       await quietly();
       return [...persistent.received, ...clean.received, ...again.received];
     });
-    assert.deepEqual(fast.streamed, ['keeper', 'keeper', 'keeper'], "each of keeper's sessions went through aedes' steps; the publisher's did not");
+    assert.deepEqual(fast.streamed, ['keeper', 'keeper', 'keeper'], "keeper's stored messages were read each time (persistent: sent, clean: discarded); the publisher had none");
+  });
+
+  it('messages stored for the client id while its clean session is being authenticated are discarded too', async function () {
+    // the old session's QoS 1 subscription still stands until the new one is authenticated: what
+    // is published meanwhile is stored for the id, and the clean session must discard it
+    let publish: (() => Promise<void>) | null = null;
+    const slow: Auth = (username, cb) => {
+      if (username !== 'slow' || !publish) return cb(null, true);
+      void publish().then(() => setTimeout(() => cb(null, true), 20));
+    };
+    const { fast } = await same(slow, async (s) => {
+      // (more than 16: a stream left unread stalls at its buffer of 16 objects)
+      const one = (i: number): Promise<void> => new Promise<void>((r) => s.broker.publish({ cmd: 'publish', topic: 'q', payload: Buffer.from(`during login ${i}`), qos: 1, retain: false, dup: false }, () => r()));
+      publish = async () => void (await Promise.all(Array.from({ length: 20 }, (_, i) => one(i))));
+      const persistent = await raw(s.port, [connect('late', { clean: false }), { cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'q', qos: 1 }] }]);
+      await until(() => persistent.received.length === 2, 'persistent subscribed');
+      persistent.socket.destroy();
+      await persistent.closed;
+      await quietly(50);
+      const clean = await raw(s.port, [connect('late', { username: 'slow' })]);
+      await until(() => clean.received.length === 1, 'CONNACK');
+      await quietly();
+      clean.socket.destroy();
+      await clean.closed;
+      publish = null;
+      const again = await raw(s.port, [connect('late', { clean: false })]);
+      await until(() => again.received.length === 1, 'CONNACK');
+      await quietly();
+      again.socket.destroy();
+      await again.closed;
+      await quietly();
+      return [...clean.received, ...again.received];
+    });
+    assert.deepEqual(fast.streamed, ['late', 'late', 'late']);
   });
 });
