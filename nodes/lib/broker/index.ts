@@ -136,8 +136,9 @@ export class RegistryBroker extends EventEmitter {
     return broker;
   }
 
+  /** authenticated clients connected now */
   get clientCount(): number {
-    return this.aedes.connectedClients;
+    return this.sessions.connectedCount();
   }
 
   get id(): string {

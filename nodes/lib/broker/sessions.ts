@@ -138,6 +138,17 @@ export class Sessions {
     if (this.owners.get(s.clientId) === client) this.owners.delete(s.clientId);
   }
 
+  /**
+   * How many authenticated clients are connected. Counted here rather than read from aedes'
+   * `connectedClients`, which drifts when two sessions of one client id race (aedes' takeover
+   * can delete the newer client's entry when the older one closes, and never count it down).
+   */
+  connectedCount(): number {
+    let n = 0;
+    for (const c of this.owners.values()) if (c.connected && !c.closed) n++;
+    return n;
+  }
+
   /** Connected clients, for the admin view. */
   clients(): ConnectedClient[] {
     const list: ConnectedClient[] = [];

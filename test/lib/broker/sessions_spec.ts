@@ -43,6 +43,36 @@ describe('sessions and client-id claims (lib/broker/sessions)', function () {
         assert.equal(owner?.remotePort, (a.stream as unknown as { localPort: number }).localPort, "the id is still alice's connection");
       });
 
+      it('counts connected clients itself: sessions of one client id racing each other (clean and persistent) leave the count right', async function () {
+        const mqttPacket = await import('mqtt-packet');
+        const net = await import('node:net');
+        const open = (packets: Record<string, unknown>[]): Promise<import('node:net').Socket> =>
+          new Promise((resolve) => {
+            const s = net.connect(f.port, HOST, () => {
+              s.write(Buffer.concat(packets.map((p) => mqttPacket.generate(p as never))));
+              resolve(s);
+            });
+            s.on('error', () => undefined);
+          });
+        const connect = (clientId: string, clean: boolean): Record<string, unknown> => ({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clientId, clean, keepalive: 30, username: 'alice', password: Buffer.from(password('alice')) });
+        const subscribe = { cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'race', qos: 1 }] };
+        const sockets: import('node:net').Socket[] = [];
+        for (let round = 0; round < 60; round++) {
+          const id = `racer-${round % 5}`;
+          const pair = await Promise.all([open([connect(id, round % 2 === 0), subscribe]), open([connect(id, round % 2 === 1), subscribe])]);
+          sockets.push(...pair);
+          if (round % 3 === 0) await sleep(round % 4);
+          if (round % 4 === 0) pair[0].end();
+        }
+        await sleep(300);
+        const live = f.broker!.clients().length;
+        assert.equal(f.broker!.clientCount, live, 'the count is the sessions connected');
+        assert.ok(live <= 5, `at most one session per client id: ${live}`);
+        for (const s of sockets) s.destroy();
+        await waitFor(() => f.broker!.clientCount === 0, 5000, 'every session gone');
+        assert.deepEqual(f.broker!.clients(), []);
+      });
+
       it("refuses another user the client id of a user's persistent session", async function () {
         const a = await as('alice', { clientId: 'alice-session', clean: false });
         assert.deepEqual(await subscribe(a, 'news', 1), [1]);
