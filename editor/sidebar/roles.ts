@@ -26,6 +26,20 @@ const redraw = (): void => {
   if (current) draw(current);
 };
 
+/**
+ * The open form (a new role: '', else the role's name): built when it appears and kept across
+ * the section's redraws while it is shown, so what was typed stays when the roles or the busy
+ * state change meanwhile (a refresh, another administrator's change). Detached before each
+ * redraw (emptying the section would drop its handlers), put back by `openForm`.
+ */
+let kept: { key: string; form: JQuery } | null = null;
+
+function openForm(key: string, role: PublicRole | null): JQuery {
+  if (kept?.key !== key) kept = { key, form: roleForm(role) };
+  kept.form.find('.cr-role-form-save').prop('disabled', !canWrite() || store.get('busy'));
+  return kept.form;
+}
+
 /** A form for a registry role: its name (new roles), and its permissions as editable rows. */
 function roleForm(role: PublicRole | null): JQuery {
   const form = $('<div/>', { class: 'cr-role-form cr-panel' });
@@ -133,7 +147,7 @@ function roleItem(role: PublicRole, box: JQuery): void {
     }).appendTo(head);
   }
   if (ui.editing === role.name && role.source === 'registry') {
-    roleForm(role).appendTo(item);
+    openForm(role.name, role).appendTo(item);
     return;
   }
   if (ui.deleting === role.name && role.source === 'registry') {
@@ -176,13 +190,15 @@ function roleItem(role: PublicRole, box: JQuery): void {
 function draw(section: Section): void {
   current = section;
   const { data: roles, loaded, error } = store.get('roles');
+  if (kept && kept.key !== ui.editing) kept = null;
+  kept?.form.detach();
   const box = section.content.empty();
   section.count(loaded ? roles.length : null);
   sectionError(box, error);
   if (!loaded) return;
   $('<div/>', { class: 'cr-note cr-roles-note' }).text(t('roles.note')).appendTo(box);
   if (canWrite()) {
-    if (ui.editing === '') roleForm(null).appendTo(box);
+    if (ui.editing === '') openForm('', null).appendTo(box);
     else {
       button({
         cls: 'cr-role-add',

@@ -71,6 +71,12 @@ describe('the administrator\u2019s tools in a real browser (roles, backup, resto
     await page.click('.cr-role[data-role="meters"] button.cr-role-form-add');
     await page.locator('.cr-role[data-role="meters"] input.cr-role-form-topic').nth(1).fill('meters/+/secret');
     await page.locator('.cr-role[data-role="meters"] input.cr-role-form-deny').nth(1).check();
+    // the roles change meanwhile (another administrator): the section redraws, the form keeps what was typed
+    assert.equal((await red.api('POST', 'client-registry/roles', { name: 'gauges', permissions: [{ topic: 'g/#', access: 'read' }] })).status, 200);
+    await page.click('.cr-refresh');
+    await page.locator('.cr-role[data-role="gauges"]').waitFor({ timeout: 10_000 });
+    assert.equal(await page.locator('.cr-role[data-role="meters"] input.cr-role-form-topic').nth(1).inputValue(), 'meters/+/secret');
+    assert.equal(await page.locator('.cr-role[data-role="meters"] input.cr-role-form-deny').nth(1).isChecked(), true);
     await page.click('.cr-role[data-role="meters"] button.cr-role-form-save');
     await page.locator('.cr-role[data-role="meters"] .cr-deny-entry').waitFor({ timeout: 10_000 });
     assert.equal((await roles()).find((r) => r.name === 'meters')?.permissions.length, 2);
