@@ -164,6 +164,77 @@ export function interceptStoredSubscriptions(aedes: Aedes, grant: (client: Clien
   };
 }
 
+// ---- aedes: one session per client id --------------------------------------------------------------
+
+interface RegisteredClient {
+  id: string;
+  closed: boolean;
+  close(done?: () => void): void;
+}
+
+interface ClientTable {
+  id: string;
+  clients: Record<string, RegisteredClient | undefined>;
+  connectedClients: number;
+  _finishRegisterClient(client: RegisteredClient): void;
+  registerClient(client: RegisteredClient): void;
+  unregisterClient(client: RegisteredClient): void;
+  deleteClient(clientId: string): void;
+  emit(event: string, ...args: unknown[]): boolean;
+  publish(packet: { topic: string; payload: Buffer }, done: () => void): void;
+}
+
+/**
+ * Keeps [MQTT-3.1.4-2] (a CONNECT with the client id of a connected client ends that client)
+ * when several sessions of one client id connect at once. aedes ends the connected client and
+ * then registers the new one, but its `unregisterClient` deletes the table entry by client id:
+ * when an older client's close finishes after a newer one was registered, it deletes the newer
+ * one's entry, and a third then registers without ending it. Sessions of one id piled up (30 per
+ * id in 200 rounds of two racing CONNECTs) and `connectedClients` drifted upwards.
+ *
+ * Here every registered client is counted once and leaves the table only as itself; a client is
+ * registered only once the table holds no other live client of its id (the one there is ended
+ * first, and the table looked at again); a client that closed meanwhile is not registered.
+ *
+ * Private: aedes' `clients` table, `connectedClients`, `registerClient()`, `_finishRegisterClient()`
+ * (which counts, fills the table, emits 'client' and announces it), `unregisterClient()` (called by
+ * a closing client when the table holds its id) and `deleteClient()` (by id, several instances),
+ * and the `$SYS/<id>/disconnect/clients` announcement.
+ */
+export function oneSessionPerClientId(aedes: Aedes): void {
+  const a = aedes as unknown as ClientTable;
+  for (const name of ['registerClient', '_finishRegisterClient', 'unregisterClient', 'deleteClient'] as const) {
+    if (typeof a[name] !== 'function') throw new Error(`aedes internals changed: aedes.${name}`);
+  }
+  if (typeof a.clients !== 'object' || typeof a.connectedClients !== 'number') throw new Error('aedes internals changed: aedes.clients, aedes.connectedClients');
+  const counted = new WeakSet<RegisteredClient>();
+  const finish = a._finishRegisterClient.bind(a);
+  const noop = (): void => undefined;
+  a.registerClient = function (this: ClientTable, client: RegisteredClient): void {
+    if (client.closed) return;
+    const current = this.clients[client.id];
+    if (current && current !== client) {
+      // [MQTT-3.1.4-2]; a client already closing is gone as far as its id goes
+      if (!current.closed) return current.close(() => this.registerClient(client));
+      this.unregisterClient(current);
+    }
+    counted.add(client);
+    finish(client);
+  };
+  a.unregisterClient = function (this: ClientTable, client: RegisteredClient): void {
+    if (!counted.delete(client)) return;
+    if (this.clients[client.id] === client) delete this.clients[client.id];
+    this.connectedClients--;
+    this.emit('clientDisconnect', client);
+    this.publish({ topic: `$SYS/${this.id}/disconnect/clients`, payload: Buffer.from(client.id, 'utf8') }, noop);
+  };
+  a.deleteClient = function (this: ClientTable, clientId: string): void {
+    const client = this.clients[clientId];
+    delete this.clients[clientId];
+    if (client && counted.delete(client)) this.connectedClients--;
+  };
+}
+
 // ---- aedes: the CONNECT of a clean session ---------------------------------------------------------
 
 /** What the clean-session CONNECT below uses of an aedes client (private unless noted). */

@@ -17,7 +17,7 @@ import type { Aedes } from 'aedes' with { 'resolution-mode': 'import' };
 import type { ConnectedClient } from '../realm';
 import { DEFAULT_LIMITS, type Limits } from '../settings';
 import { accessEvent, type AccessEventTopic } from './access-events';
-import { brokerEmitter, CleanSessionConnects, interceptStoredSubscriptions, onBrokerError, skipClientAnnouncements } from './aedes-internals';
+import { brokerEmitter, CleanSessionConnects, interceptStoredSubscriptions, oneSessionPerClientId, onBrokerError, skipClientAnnouncements } from './aedes-internals';
 import { Backpressure } from './backpressure';
 import { Listeners, type Addresses, type ListenerOptions } from './listeners';
 import type { BrokerRealm } from './realm-port';
@@ -184,11 +184,13 @@ export class RegistryBroker extends EventEmitter {
     a.authorizeSubscribe = (client, sub, cb) => authorizeSubscribe(ctx, client, sub, cb);
     a.authorizeForward = (client, packet) => authorizeForward(ctx, client, packet);
     dropRefusedPublishes(a, ctx.dropped);
+    oneSessionPerClientId(a);
     const announcements = ctx.announcements;
     skipClientAnnouncements(a, () => announcements.wanted);
     // a persistent session's subscriptions are stored once per SUBSCRIBE, only what was granted
     interceptStoredSubscriptions(a, grantedSubscriptions);
 
+    a.on('client', (client) => this.sessions.registered(client));
     a.on('clientReady', (client) => {
       const s = sessionOf(client);
       if (s) this.report('connected', s);

@@ -84,6 +84,8 @@ export function hasEmptyId(client: Client): boolean {
 export class Sessions {
   /** client id -> the authenticated client holding it (connected or connecting) */
   private readonly owners = new Map<string, RegistryClient>();
+  /** every authenticated client whose connection is open (kicks and counts go through these, not the ids) */
+  private readonly attached = new Set<RegistryClient>();
   readonly isConnected = (clientId: string): boolean => this.owners.has(clientId);
 
   constructor(
@@ -123,7 +125,19 @@ export class Sessions {
   attach(client: Client, session: Session): void {
     (client as RegistryClient)[SESSION] = session;
     this.owners.set(session.clientId, client as RegistryClient);
+    this.attached.add(client as RegistryClient);
     client.conn.on('close', this.onConnectionClosed);
+  }
+
+  /**
+   * aedes registered this client under its client id, having ended any other session of that id:
+   * it holds the id now (of several sessions of one id authenticated at once, the one registered
+   * last stays, which need not be the one authenticated last).
+   */
+  registered(client: Client): void {
+    const c = client as RegistryClient;
+    const s = c[SESSION];
+    if (s && !c.closed) this.owners.set(s.clientId, c);
   }
 
   /** One handler for every connection (no closure per client): `this` is the socket. */
@@ -136,23 +150,20 @@ export class Sessions {
 
   private forget(client: RegistryClient, s: Session): void {
     if (this.owners.get(s.clientId) === client) this.owners.delete(s.clientId);
+    this.attached.delete(client);
   }
 
-  /**
-   * How many authenticated clients are connected. Counted here rather than read from aedes'
-   * `connectedClients`, which drifts when two sessions of one client id race (aedes' takeover
-   * can delete the newer client's entry when the older one closes, and never count it down).
-   */
+  /** How many authenticated clients are connected (counted from the sessions themselves). */
   connectedCount(): number {
     let n = 0;
-    for (const c of this.owners.values()) if (c.connected && !c.closed) n++;
+    for (const c of this.attached) if (c.connected && !c.closed) n++;
     return n;
   }
 
   /** Connected clients, for the admin view. */
   clients(): ConnectedClient[] {
     const list: ConnectedClient[] = [];
-    for (const c of this.owners.values()) {
+    for (const c of this.attached) {
       const s = c[SESSION];
       if (s && c.connected) list.push({ clientId: s.clientId, username: s.username, address: s.address });
     }
@@ -162,8 +173,9 @@ export class Sessions {
   /** Disconnects every session of these users (their permissions no longer hold). */
   kick(usernames: string[], reason: string): void {
     const who = new Set(usernames);
-    // a scan of the sessions: changes of users and roles are rare, sessions are many
-    for (const client of [...this.owners.values()]) {
+    // a scan of the sessions: changes of users and roles are rare, sessions are many (every
+    // authenticated connection, not only the holder of each client id)
+    for (const client of [...this.attached]) {
       const s = client[SESSION];
       if (!s || !who.has(s.username)) continue;
       this.onKicked(s, reason);

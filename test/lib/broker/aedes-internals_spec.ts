@@ -25,6 +25,7 @@ import {
   limitPacketSize,
   localEmitName,
   onBrokerError,
+  oneSessionPerClientId,
   pauseClient,
   pendingWill,
   resumeClient,
@@ -315,6 +316,56 @@ describe('private APIs the broker relies on (lib/broker/aedes-internals)', funct
       c.socket.destroy();
     } finally {
       await b.close();
+    }
+  });
+
+  it("aedes' client table (registerClient, _finishRegisterClient, unregisterClient, deleteClient): one session per client id when CONNECTs of one id race", async function () {
+    for (const fixed of [false, true]) {
+      const b = await bareAedes();
+      if (fixed) oneSessionPerClientId(b.broker);
+      // logins answered after 0–3 ms, as a broker's logins are (this is what lets CONNECTs overtake)
+      let n = 0;
+      b.broker.authenticate = (_c, _u, _p, cb) => void setTimeout(() => cb(null, true), n++ % 4);
+      const registered: object[] = [];
+      let disconnects = 0;
+      b.broker.on('client', (c) => registered.push(c));
+      b.broker.on('clientDisconnect', () => disconnects++);
+      const sockets: net.Socket[] = [];
+      try {
+        const open = (clientId: string, clean: boolean): Promise<net.Socket> =>
+          new Promise((resolve) => {
+            const s = net.connect(b.port, '127.0.0.1', () => {
+              const connect = mqttPacket.generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clientId, clean, keepalive: 30 });
+              // (a subscription makes ending the session take a while: another CONNECT can overtake)
+              s.write(Buffer.concat([connect, mqttPacket.generate({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'race', qos: 1 }] })]));
+              resolve(s);
+            });
+            s.on('error', () => undefined);
+            s.resume();
+          });
+        for (let round = 0; round < 80; round++) {
+          const id = `racer-${round % 4}`;
+          sockets.push(...(await Promise.all([open(id, round % 2 === 0), open(id, round % 2 === 1)])));
+          if (round % 3 === 0) await sleep(round % 4);
+        }
+        await sleep(300);
+        const live = registered.filter((c) => !(c as { closed: boolean }).closed) as { id: string }[];
+        const ids = live.map((c) => c.id);
+        if (!fixed) {
+          // aedes alone: a canary of the race this fixes (when aedes fixes it, this can go)
+          assert.ok(new Set(ids).size < ids.length, 'aedes alone leaves several sessions of one id');
+          continue;
+        }
+        assert.deepEqual([...new Set(ids)].sort(), [...ids].sort(), 'one live session per client id');
+        assert.equal(b.broker.connectedClients, live.length, 'counted once each');
+        assert.equal(Object.keys((b.broker as unknown as { clients: object }).clients).length, live.length, 'the table holds the live ones');
+        for (const s of sockets) s.destroy();
+        await until(() => b.broker.connectedClients === 0, 'every session gone');
+        assert.equal(disconnects, registered.length, "'clientDisconnect' once per registered client");
+      } finally {
+        for (const s of sockets) s.destroy();
+        await b.close();
+      }
     }
   });
 

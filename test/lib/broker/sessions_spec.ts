@@ -43,7 +43,7 @@ describe('sessions and client-id claims (lib/broker/sessions)', function () {
         assert.equal(owner?.remotePort, (a.stream as unknown as { localPort: number }).localPort, "the id is still alice's connection");
       });
 
-      it('counts connected clients itself: sessions of one client id racing each other (clean and persistent) leave the count right', async function () {
+      it('sessions of one client id racing each other (clean and persistent): one stays per id, counted right, and a kick reaches every one', async function () {
         const mqttPacket = await import('mqtt-packet');
         const net = await import('node:net');
         const open = (packets: Record<string, unknown>[]): Promise<import('node:net').Socket> =>
@@ -53,6 +53,7 @@ describe('sessions and client-id claims (lib/broker/sessions)', function () {
               resolve(s);
             });
             s.on('error', () => undefined);
+            s.resume(); // (read what comes: the broker's end of a taken-over session closes the socket)
           });
         const connect = (clientId: string, clean: boolean): Record<string, unknown> => ({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clientId, clean, keepalive: 30, username: 'alice', password: Buffer.from(password('alice')) });
         const subscribe = { cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'race', qos: 1 }] };
@@ -65,12 +66,17 @@ describe('sessions and client-id claims (lib/broker/sessions)', function () {
           if (round % 4 === 0) pair[0].end();
         }
         await sleep(300);
-        const live = f.broker!.clients().length;
-        assert.equal(f.broker!.clientCount, live, 'the count is the sessions connected');
-        assert.ok(live <= 5, `at most one session per client id: ${live}`);
-        for (const s of sockets) s.destroy();
-        await waitFor(() => f.broker!.clientCount === 0, 5000, 'every session gone');
+        const stillOpen = sockets.filter((s) => !s.destroyed && !s.readableEnded);
+        const live = f.broker!.clients();
+        assert.equal(f.broker!.clientCount, live.length, 'the count is the sessions connected');
+        assert.equal(f.broker!.aedes.connectedClients, live.length, "aedes' count too");
+        assert.deepEqual([...new Set(live.map((c) => c.clientId))].sort(), live.map((c) => c.clientId).sort(), 'one session per client id [MQTT-3.1.4-2]');
+        assert.ok(stillOpen.length <= 5, `the other connections were ended: ${stillOpen.length} open`);
+        // disabling alice ends every session of hers
+        await f.addUser('alice', ['all'], { disabled: true });
+        await waitFor(() => f.broker!.clientCount === 0 && sockets.every((s) => s.destroyed || s.readableEnded), 5000, 'every session of alice ended');
         assert.deepEqual(f.broker!.clients(), []);
+        for (const s of sockets) s.destroy();
       });
 
       it("refuses another user the client id of a user's persistent session", async function () {
