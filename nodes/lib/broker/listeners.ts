@@ -6,6 +6,7 @@
  * the pre-authentication gate (per address and in total) taken before any byte is parsed, the
  * time to CONNECT, and the size of a packet and of a WebSocket message.
  */
+import { constants as cryptoConstants } from 'node:crypto';
 import net from 'node:net';
 import tls from 'node:tls';
 import type http from 'node:http';
@@ -185,7 +186,6 @@ export class Listeners {
       this.tlsServer = tls.createServer(
         {
           noDelay: true,
-          minVersion: 'TLSv1.2',
           requestCert: !!this.opts.clientCa,
           rejectUnauthorized: !!this.opts.clientCa,
           ...this.tlsContext(),
@@ -225,7 +225,9 @@ export class Listeners {
     }
     if (wsPort !== null && wsPort !== undefined) {
       const httpMod = await import('node:http');
-      this.wsServer = httpMod.createServer((_req, res) => {
+      // (Node checks the header and request timeouts below every connectionsCheckingInterval,
+      // 30 s by default: a connection that never upgraded held its pre-auth slot up to 40 s)
+      this.wsServer = httpMod.createServer({ connectionsCheckingInterval: 1000 }, (_req, res) => {
         // no keep-alive: a connection that does not upgrade must not hold its slot
         res.writeHead(426, { 'content-type': 'text/plain', connection: 'close' }).end('MQTT over WebSocket: upgrade required\n');
       });
@@ -263,13 +265,17 @@ export class Listeners {
       cert: this.opts.tls!.cert,
       key: this.opts.tls!.key,
       ca: this.opts.clientCa ? [this.opts.clientCa] : undefined,
-      crl: crl ? [crl] : undefined
+      crl: crl ? [crl] : undefined,
+      minVersion: 'TLSv1.2',
+      // no renegotiation: a client could otherwise make the listener run several full handshakes
+      // on one connection before it authenticates
+      secureOptions: cryptoConstants.SSL_OP_NO_RENEGOTIATION
     };
   }
 
   private readonly onCrl = (): void => {
     try {
-      this.tlsServer?.setSecureContext({ ...this.tlsContext(), minVersion: 'TLSv1.2' });
+      this.tlsServer?.setSecureContext(this.tlsContext());
     } catch (err) {
       this.warn(new Error(`the TLS listener could not load the new CRL: ${(err as Error).message}`));
     }

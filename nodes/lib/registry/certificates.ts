@@ -39,10 +39,24 @@ export class Certificates implements ClientCertificates {
     private readonly sharedCa: SharedCa | null = null
   ) {}
 
-  /** Takes the stored revocations (at start). */
+  /**
+   * Takes the stored revocations: at start, and when the realm is read again (a restore, another
+   * instance's changes). A revocation is never forgotten here (what was revoked stays revoked,
+   * whatever a restored backup lists), and TLS listeners reload the CRL when it grew ('crl').
+   */
   load(s: RealmSnapshot): void {
-    for (const f of s.revoked ?? []) this.revoked.add(f);
-    this.revokedSerials = (s.revokedSerials ?? []).slice();
+    let changed = false;
+    for (const f of s.revoked ?? []) {
+      if (this.revoked.has(f)) continue;
+      this.revoked.add(f);
+      changed = true;
+    }
+    for (const r of s.revokedSerials ?? []) {
+      if (this.revokedSerials.some((known) => known.serial === r.serial)) continue;
+      this.revokedSerials.push({ serial: r.serial, revokedAt: r.revokedAt });
+      changed = true;
+    }
+    if (changed) this.ctx.emit('crl');
   }
 
   /** The revocations, as stored (for a backup). */

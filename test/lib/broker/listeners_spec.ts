@@ -3,8 +3,13 @@
  * With real MQTT clients (see test/lib/broker/fixture). Moved from the former broker_spec and broker-limits_spec.
  */
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import tls from 'node:tls';
 import WebSocket from 'ws';
 import { HOST, fixedHeader, publish, rawConnack, subscribe, waitFor, within } from '../../helpers/mqtt';
 import { pass, closedWithin, useBroker, useLimitsBroker } from './fixture';
@@ -109,6 +114,37 @@ describe('listeners (lib/broker/listeners): TCP, WebSocket, the pre-authenticati
       const c = await pool.connect(f.port, { username: 'alice', password: pass('alice'), clientId: 'alice-3' });
       const d = await pool.connect(f.port, { username: 'alice', password: pass('alice'), clientId: 'alice-4' });
       assert.ok([a, b, c, d].every((x) => x.connected));
+    });
+
+    it('closes a connection to the WebSocket port that never upgrades after connectTimeoutMs (not at the HTTP server\'s next 30 s check)', async function () {
+      await start({ connectTimeoutMs: 1000 }, { port: null, wsPort: 0 });
+      const port = f.broker.addresses().ws!;
+      // (read what comes, the 408 and the end, so that the end closes the socket here)
+      const idle = pool.socket(port).resume();
+      const slow = pool.socket(port).resume();
+      await Promise.all([idle, slow].map((s) => new Promise((r) => s.once('connect', r))));
+      slow.write('GET /mqtt HTTP/1.1\r\nHost: x\r\n'); // headers begun, never finished
+      await Promise.all([closedWithin(idle, 4000, 'the idle connection to be closed'), closedWithin(slow, 4000, 'the unfinished request to be closed')]);
+    });
+
+    it('refuses TLS renegotiation (one connection cannot make the listener run handshake after handshake before it logs in)', async function () {
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cr-reneg-'));
+      try {
+        execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-subj', '/CN=localhost', '-days', '1', '-keyout', path.join(dir, 'k.pem'), '-out', path.join(dir, 'c.pem')], { stdio: 'ignore' });
+        await start({}, { port: null, tlsPort: 0, tls: { cert: fs.readFileSync(path.join(dir, 'c.pem'), 'utf8'), key: fs.readFileSync(path.join(dir, 'k.pem'), 'utf8') } });
+        const socket = tls.connect({ port: f.broker.addresses().tls!, host: HOST, rejectUnauthorized: false, maxVersion: 'TLSv1.2' });
+        socket.on('error', () => undefined);
+        await new Promise((r) => socket.once('secureConnect', r));
+        const answer = await new Promise<string>((resolve) => {
+          const ok = socket.renegotiate({ rejectUnauthorized: false }, (err) => resolve(err ? (err as NodeJS.ErrnoException).code ?? err.message : 'renegotiated'));
+          if (!ok) resolve('not started');
+          socket.once('close', () => resolve('closed'));
+        });
+        assert.notEqual(answer, 'renegotiated', 'a second handshake on the same connection is refused');
+        socket.destroy();
+      } finally {
+        fs.rmSync(dir, { recursive: true, force: true });
+      }
     });
 
     describe('WebSocket', function () {

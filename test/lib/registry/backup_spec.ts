@@ -104,6 +104,22 @@ describe('backup and restore (lib/registry/backup)', function () {
     assert.ok(kicks.includes('carol'));
   });
 
+  it("revocations a restore brings reach the TLS listeners at once ('crl'), and no restore forgets a revocation", async function () {
+    const a = await populated();
+    const backup = (await a.backup()) as unknown as { revoked: string[]; revokedSerials: { serial: string; revokedAt: string }[] };
+    const at = new Date().toISOString();
+    const b = await registry();
+    const crls: number[] = [];
+    b.on('crl', () => crls.push(Date.now()));
+    await b.restore({ ...backup, revoked: ['AA:BB'], revokedSerials: [{ serial: '0a0b', revokedAt: at }] }, { mode: 'merge' });
+    assert.equal(crls.length, 1, "the restore's revocation: the listeners reload their CRL");
+    await b.restore({ ...backup, revoked: ['AA:BB'], revokedSerials: [{ serial: '0a0b', revokedAt: at }] }, { mode: 'merge' });
+    assert.equal(crls.length, 1, 'nothing new: no reload');
+    await b.restore({ ...backup, revoked: [], revokedSerials: [] }, { mode: 'replace' });
+    const kept = (await b.backup()) as unknown as { revoked: string[]; revokedSerials: { serial: string }[] };
+    assert.ok(kept.revoked.includes('AA:BB') && kept.revokedSerials.some((r) => r.serial === '0a0b'), 'still revoked after a replace without it');
+  });
+
   it('checks the whole document first: a bad one is refused with 400 and changes nothing', async function () {
     const a = await populated();
     const good = await a.backup();
