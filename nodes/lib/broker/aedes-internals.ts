@@ -184,6 +184,13 @@ interface ClientTable {
   publish(packet: { topic: string; payload: Buffer }, done: () => void): void;
 }
 
+/** The client aedes has registered under this client id, if any. Private: `aedes.clients`. */
+export function registeredClient(aedes: Aedes, clientId: string): Client | undefined {
+  const clients = (aedes as unknown as { clients?: Record<string, Client | undefined> }).clients;
+  if (!clients) throw new Error('aedes internals changed: aedes.clients');
+  return clients[clientId];
+}
+
 /**
  * Keeps [MQTT-3.1.4-2] (a CONNECT with the client id of a connected client ends that client)
  * when several sessions of one client id connect at once. aedes ends the connected client and

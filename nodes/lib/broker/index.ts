@@ -17,7 +17,7 @@ import type { Aedes } from 'aedes' with { 'resolution-mode': 'import' };
 import type { ConnectedClient } from '../realm';
 import { DEFAULT_LIMITS, type Limits } from '../settings';
 import { accessEvent, type AccessEventTopic } from './access-events';
-import { brokerEmitter, CleanSessionConnects, interceptStoredSubscriptions, oneSessionPerClientId, onBrokerError, skipClientAnnouncements } from './aedes-internals';
+import { brokerEmitter, CleanSessionConnects, interceptStoredSubscriptions, oneSessionPerClientId, onBrokerError, registeredClient, skipClientAnnouncements } from './aedes-internals';
 import { Backpressure } from './backpressure';
 import { Listeners, type Addresses, type ListenerOptions } from './listeners';
 import type { BrokerRealm } from './realm-port';
@@ -77,7 +77,11 @@ export class RegistryBroker extends EventEmitter {
     super();
     this.aedes = aedes;
     this.limits = { ...DEFAULT_LIMITS, ...opts.limits };
-    this.sessions = new Sessions(realm, (s, reason) => this.report('disconnected', s, { reason }));
+    this.sessions = new Sessions(
+      realm,
+      (s, reason) => this.report('disconnected', s, { reason }),
+      (clientId) => registeredClient(aedes, clientId)
+    );
     this.servers = new Listeners(aedes, realm, opts, this.limits, (err) => void this.emit('warning', err));
     const broker = this;
     this.ctx = {

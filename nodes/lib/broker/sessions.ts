@@ -90,7 +90,9 @@ export class Sessions {
 
   constructor(
     private readonly realm: BrokerRealm,
-    private readonly onKicked: (s: Session, reason: string) => void
+    private readonly onKicked: (s: Session, reason: string) => void,
+    /** the client aedes has registered under a client id now, if any */
+    private readonly registeredUnder: (clientId: string) => Client | undefined = () => undefined
   ) {}
 
   /** Why this user may not claim this client id now, or null. */
@@ -148,9 +150,18 @@ export class Sessions {
       if (client && s) sessions.forget(client, s);
     })(this);
 
+  /**
+   * A client's connection closed (or it was kicked): it holds its client id no more. When it was
+   * the id's holder while another session of the id is registered and live (a newer CONNECT that
+   * closed before aedes registered it), that session holds the id again: a live session must
+   * never look unclaimed (its id could be released and taken by another user).
+   */
   private forget(client: RegistryClient, s: Session): void {
-    if (this.owners.get(s.clientId) === client) this.owners.delete(s.clientId);
     this.attached.delete(client);
+    if (this.owners.get(s.clientId) !== client) return;
+    const holder = this.registeredUnder(s.clientId) as RegistryClient | undefined;
+    if (holder && holder !== client && !holder.closed && this.attached.has(holder)) this.owners.set(s.clientId, holder);
+    else this.owners.delete(s.clientId);
   }
 
   /** How many authenticated clients are connected (counted from the sessions themselves). */

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { RegistryBroker } from '../../../nodes/lib/broker';
 import type { Realm } from '../../../nodes/lib/realm';
 import { ClientPool, HOST, publish, rawConnack, sleep, subscribe, waitFor, within } from '../../helpers/mqtt';
-import { registryFixture } from '../../helpers/registry';
+import { registryFixture, registrySettings } from '../../helpers/registry';
 import { BROKER_ID, password, pass, useBroker, useLimitsBroker } from './fixture';
 
 describe('sessions and client-id claims (lib/broker/sessions)', function () {
@@ -189,6 +189,41 @@ describe('sessions and client-id claims (lib/broker/sessions)', function () {
       broker = null;
     });
     const { open } = registryFixture('cr-sessions-');
+
+    it("a live session keeps its client id when a second CONNECT of the id closes before it is registered: the id is never released to another user", async function () {
+      const base = registrySettings();
+      const registry = await open({ limits: { ...base.limits, maxClientIdsPerUser: 2 } });
+      registry.setFlowRole('role-dev', { name: 'dev', permissions: [{ topic: 'dev/#', access: 'readWrite' }] });
+      await registry.setFlowUser('user-alice', { username: 'alice', password: password('alice'), roles: ['dev'], publishPrefix: '', disabled: false });
+      await registry.setFlowUser('user-mallory', { username: 'mallory', password: password('mallory'), roles: ['dev'], publishPrefix: '', disabled: false });
+      broker = await RegistryBroker.start(registry, { id: BROKER_ID, port: 0, host: HOST });
+      const port = broker.addresses().tcp!;
+      const aliceX = { username: 'alice', password: password('alice'), clientId: 'X', clean: false };
+      // a persistent session with a stored subscription (restoring it at CONNECT takes a turn)
+      const first = await pool.connect(port, aliceX);
+      assert.deepEqual(await subscribe(first, 'dev/a', 1), [1]);
+      first.end(true);
+      await pool.closed(first);
+      const live = await pool.connect(port, aliceX);
+      // CONNECTs of X whose sockets close at once (a flaky reconnect), while the session is live
+      const mqttPacket = await import('mqtt-packet');
+      const connect = mqttPacket.generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clientId: 'X', clean: false, keepalive: 30, username: 'alice', password: Buffer.from(password('alice')) });
+      for (let i = 0; i < 5 && live.connected; i++) {
+        const s = pool.socket(port);
+        await new Promise((r) => s.once('connect', r));
+        s.end(connect);
+        await sleep(50);
+      }
+      if (live.connected) {
+        // alice's other client ids push X's binding out only if X looks unconnected
+        for (const id of ['Y', 'Z']) (await pool.connect(port, { username: 'alice', password: password('alice'), clientId: id })).end(true);
+        await sleep(50);
+        assert.equal(registry.clientIds.ownerOf('X'), 'alice', 'the live session keeps its binding');
+        assert.equal(await rawConnack(pool.socket(port), { clientId: 'X', clean: false, username: 'mallory', password: pass('mallory') }), 2, 'another user is refused');
+        await sleep(50);
+        assert.ok(live.connected, "alice's live session is still connected");
+      }
+    });
 
     it('binds a client id to the first user that used it: another user cannot act as it later, even after a clean disconnect', async function () {
       const registry = await open();
