@@ -143,6 +143,16 @@ export function skipClientAnnouncements(aedes: Aedes, wanted: () => boolean): vo
 }
 
 /**
+ * Whether the persistence holds subscriptions of a persistent session under this client id.
+ * Private: `aedes.persistence.subscriptionsByClient({ id })`.
+ */
+export function hasStoredSession(aedes: Aedes, clientId: string): Promise<boolean> {
+  const persistence = (aedes as unknown as { persistence?: { subscriptionsByClient(c: { id: string }): Promise<unknown[] | null> } }).persistence;
+  if (typeof persistence?.subscriptionsByClient !== 'function') return Promise.reject(new Error('aedes internals changed: aedes.persistence.subscriptionsByClient'));
+  return persistence.subscriptionsByClient({ id: clientId }).then((subs) => Array.isArray(subs) && subs.length > 0);
+}
+
+/**
  * Replaces how a persistent session's subscriptions are stored: `grant(client, subs)` says which
  * filters of a SUBSCRIBE to keep. Private: `aedes.persistence.addSubscriptions(client, subs)`,
  * which aedes' subscribe handler calls once per granted filter, each time with the whole

@@ -17,7 +17,7 @@ import type { Aedes } from 'aedes' with { 'resolution-mode': 'import' };
 import type { ConnectedClient } from '../realm';
 import { DEFAULT_LIMITS, type Limits } from '../settings';
 import { accessEvent, type AccessEventTopic } from './access-events';
-import { brokerEmitter, CleanSessionConnects, interceptStoredSubscriptions, oneSessionPerClientId, onBrokerError, registeredClient, skipClientAnnouncements } from './aedes-internals';
+import { brokerEmitter, CleanSessionConnects, hasStoredSession, interceptStoredSubscriptions, oneSessionPerClientId, onBrokerError, registeredClient, skipClientAnnouncements } from './aedes-internals';
 import { Backpressure } from './backpressure';
 import { Listeners, type Addresses, type ListenerOptions } from './listeners';
 import type { BrokerRealm } from './realm-port';
@@ -99,6 +99,7 @@ export class RegistryBroker extends EventEmitter {
       clusterId: opts.cluster ? opts.id : null,
       registration: new RegistrationSessions(aedes, realm, this.sessions),
       announcements: { wanted: !!opts.cluster },
+      storedSession: (clientId) => hasStoredSession(aedes, clientId),
       cleanConnects: null
     };
     realm.on('kick', this.onKick);

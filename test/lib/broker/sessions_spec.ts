@@ -225,6 +225,49 @@ describe('sessions and client-id claims (lib/broker/sessions)', function () {
       }
     });
 
+    it("a client id released from its user starts afresh for the next user: nothing of the former owner's persistent session (subscriptions, queued messages) passes on", async function () {
+      const base = registrySettings();
+      const registry = await open({ limits: { ...base.limits, maxClientIdsPerUser: 2 } });
+      registry.setFlowRole('role-news', { name: 'news', permissions: [{ topic: 'news/#', access: 'readWrite' }] });
+      for (const u of ['alice', 'mallory', 'root']) await registry.setFlowUser(`user-${u}`, { username: u, password: password(u), roles: ['news'], publishPrefix: '', disabled: false });
+      broker = await RegistryBroker.start(registry, { id: BROKER_ID, port: 0, host: HOST });
+      const port = broker.addresses().tcp!;
+      const first = await pool.connect(port, { username: 'alice', password: password('alice'), clientId: 'X', clean: false });
+      assert.deepEqual(await subscribe(first, 'news/#', 1), [1]);
+      first.end(true);
+      await pool.closed(first);
+      const root = await pool.connect(port, { username: 'root', password: password('root'), clientId: 'root-1' });
+      await publish(root, 'news/1', 'queued for alice', { qos: 1 });
+      // alice's session stays hers: she gets it back with the queued message
+      const again = await pool.connect(port, { username: 'alice', password: password('alice'), clientId: 'X', clean: false });
+      await waitFor(() => pool.inbox(again).length === 1, 3000, "alice's queued message");
+      again.end(true);
+      await pool.closed(again);
+      await publish(root, 'news/2', 'queued for alice again', { qos: 1 });
+      // two more client ids of alice's release her binding of X (not connected)
+      for (const id of ['Y', 'Z']) (await pool.connect(port, { username: 'alice', password: password('alice'), clientId: id })).end(true);
+      await sleep(100);
+      assert.equal(registry.clientIds.ownerOf('X'), undefined, 'X released');
+      const mallory = await pool.connect(port, { username: 'mallory', password: password('mallory'), clientId: 'X', clean: false });
+      // (mqtt.js keeps the CONNACK it got)
+      const sessionPresent = (mallory as unknown as { connackPacket?: { sessionPresent: boolean } }).connackPacket?.sessionPresent;
+      await publish(root, 'news/3', 'for subscribers of news', { qos: 1 });
+      await sleep(300);
+      assert.deepEqual(pool.inbox(mallory).map((m) => m.topic), [], "neither alice's queued message nor her subscription passed to mallory");
+      assert.equal(sessionPresent, false, 'CONNACK sessionPresent 0');
+      // that first session was a clean one (sessionPresent 0 told her); X is hers now, and her next
+      // persistent session is kept as any other
+      mallory.end(true);
+      await pool.closed(mallory);
+      const own = await pool.connect(port, { username: 'mallory', password: password('mallory'), clientId: 'X', clean: false });
+      assert.deepEqual(await subscribe(own, 'news/#', 1), [1]);
+      own.end(true);
+      await pool.closed(own);
+      await publish(root, 'news/4', 'queued for mallory', { qos: 1 });
+      const back = await pool.connect(port, { username: 'mallory', password: password('mallory'), clientId: 'X', clean: false });
+      await waitFor(() => pool.inbox(back).some((m) => m.topic === 'news/4'), 3000, "mallory's own queued message");
+    });
+
     it('binds a client id to the first user that used it: another user cannot act as it later, even after a clean disconnect', async function () {
       const registry = await open();
       registry.setFlowRole('role-dev', { name: 'dev', permissions: [{ topic: 'devices/{clientId}/#', access: 'readWrite' }] });

@@ -31,6 +31,8 @@ export interface HookContext {
   readonly announcements: { wanted: boolean };
   /** registration sessions' requests and answers */
   readonly registration: RegistrationSessions;
+  /** whether a persistent session is stored under this client id (its subscriptions) */
+  readonly storedSession: (clientId: string) => Promise<boolean>;
   /** clean sessions' CONNECTs run without aedes' stored-message step (in-memory persistence only), else null */
   cleanConnects: CleanSessionConnects | null;
 }
