@@ -8,7 +8,7 @@
  * maxClientIdsPerUser) must not inherit what is stored under that id: if anything is, the
  * CONNECT starts as a clean session (CONNACK sessionPresent 0), which ends the stored session once
  * the login has succeeded. Nothing is removed for a CONNECT that is refused (another user's bound
- * id gets CONNACK 2 before any of aedes' session steps).
+ * id gets CONNACK 2 before any of aedes' session steps). One instance only (see below).
  */
 import type tls from 'node:tls';
 import type { Client, ConnectPacket } from 'aedes' with { 'resolution-mode': 'import' };
@@ -23,8 +23,10 @@ export function preConnect(ctx: HookContext, client: Client, packet: ConnectPack
     if (ctx.cleanConnects?.take(client, packet)) return;
     cb(null, true);
   };
-  // (a registration session must ask for a clean session itself: it is refused otherwise)
-  if (packet.clean || !packet.clientId || packet.username === REGISTRATION_USERNAME) return go();
+  // (a registration session must ask for a clean session itself: it is refused otherwise; with
+  // several instances a binding made on another one can reach this one ~100 ms later, so the
+  // local view cannot tell a released id from a fresh binding there)
+  if (packet.clean || !packet.clientId || packet.username === REGISTRATION_USERNAME || ctx.clusterId !== null) return go();
   if (ctx.realm.clientIds.ownerOf(packet.clientId) === claimedUsername(client, packet)) return go();
   ctx.storedSession(packet.clientId).then(
     (stored) => {
