@@ -92,7 +92,7 @@ export class Sessions {
     private readonly realm: BrokerRealm,
     private readonly onKicked: (s: Session, reason: string) => void,
     /** the client aedes has registered under a client id now, if any */
-    private readonly registeredUnder: (clientId: string) => Client | undefined = () => undefined
+    private readonly registeredUnder: (clientId: string) => Client | undefined
   ) {}
 
   /** Why this user may not claim this client id now, or null. */

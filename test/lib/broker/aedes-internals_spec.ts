@@ -471,6 +471,16 @@ describe("aedes' CONNECT of a clean session, without the stored-message step (ae
   const connect = (clientId: string, extra: Record<string, unknown> = {}): Record<string, unknown> => ({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clientId, clean: true, keepalive: 30, username: 'u', password: Buffer.from('p'), ...extra });
   const quietly = (ms = 150): Promise<void> => sleep(ms);
 
+  /** Connects, waits for the CONNACK and what follows it, then drops the connection (no DISCONNECT). */
+  async function visit(port: number, packets: Record<string, unknown>[]): Promise<string[]> {
+    const c = await raw(port, packets);
+    await until(() => c.received.length >= 1, 'CONNACK');
+    await quietly();
+    c.socket.destroy();
+    await c.closed;
+    return c.received;
+  }
+
   /** Runs `scenario` on both sides and checks they saw the same; returns both for more checks. */
   async function same(auth: Auth, scenario: (s: Side) => Promise<string[]>): Promise<{ plain: Side; fast: Side }> {
     const plain = await side(false, auth);
@@ -593,18 +603,10 @@ describe("aedes' CONNECT of a clean session, without the stored-message step (ae
       const publisher = await raw(s.port, [connect('pub'), { cmd: 'publish', topic: 'q', payload: Buffer.from('stored'), qos: 1, messageId: 5, retain: false }]);
       await until(() => publisher.received.length === 2, 'PUBACK');
       publisher.socket.destroy();
-      const clean = await raw(s.port, [connect('keeper')]);
-      await until(() => clean.received.length === 1, 'CONNACK');
+      const clean = await visit(s.port, [connect('keeper')]);
+      const again = await visit(s.port, [connect('keeper', { clean: false })]);
       await quietly();
-      clean.socket.destroy();
-      await clean.closed;
-      const again = await raw(s.port, [connect('keeper', { clean: false })]);
-      await until(() => again.received.length === 1, 'CONNACK');
-      await quietly();
-      again.socket.destroy();
-      await again.closed;
-      await quietly();
-      return [...persistent.received, ...clean.received, ...again.received];
+      return [...persistent.received, ...clean, ...again];
     });
     assert.deepEqual(fast.streamed, ['keeper', 'keeper', 'keeper'], "keeper's stored messages were read each time (persistent: sent, clean: discarded); the publisher had none");
   });
@@ -626,19 +628,11 @@ describe("aedes' CONNECT of a clean session, without the stored-message step (ae
       persistent.socket.destroy();
       await persistent.closed;
       await quietly(50);
-      const clean = await raw(s.port, [connect('late', { username: 'slow' })]);
-      await until(() => clean.received.length === 1, 'CONNACK');
-      await quietly();
-      clean.socket.destroy();
-      await clean.closed;
+      const clean = await visit(s.port, [connect('late', { username: 'slow' })]);
       publish = null;
-      const again = await raw(s.port, [connect('late', { clean: false })]);
-      await until(() => again.received.length === 1, 'CONNACK');
+      const again = await visit(s.port, [connect('late', { clean: false })]);
       await quietly();
-      again.socket.destroy();
-      await again.closed;
-      await quietly();
-      return [...clean.received, ...again.received];
+      return [...clean, ...again];
     });
     assert.deepEqual(fast.streamed, ['late', 'late', 'late']);
   });
